@@ -1,0 +1,170 @@
+package conformance
+
+import (
+	"sort"
+	"time"
+)
+
+// Level is where an interaction applies in the FHIR REST API.
+type Level int
+
+// The interaction levels.
+const (
+	System Level = iota
+	Type
+	Instance
+)
+
+// Interaction names a FHIR RESTful interaction by its code in
+// http://hl7.org/fhir/restful-interaction, or "" for a route that is not a
+// FHIR interaction (such as metadata).
+// See https://hl7.org/fhir/R4/http.html.
+type Interaction string
+
+// The interactions the server can register.
+const (
+	Read            Interaction = "read"
+	VRead           Interaction = "vread"
+	Update          Interaction = "update"
+	Patch           Interaction = "patch"
+	Delete          Interaction = "delete"
+	HistoryInstance Interaction = "history-instance"
+	HistoryType     Interaction = "history-type"
+	Create          Interaction = "create"
+	SearchType      Interaction = "search-type"
+	Transaction     Interaction = "transaction"
+	Batch           Interaction = "batch"
+	SearchSystem    Interaction = "search-system"
+	HistorySystem   Interaction = "history-system"
+	Capabilities    Interaction = "capabilities"
+)
+
+// Route is one registered route of the FHIR API.
+type Route struct {
+	Method      string
+	Path        string // gin pattern below the FHIR base, such as /:type/:id
+	Interaction Interaction
+}
+
+// Options describe the server in its CapabilityStatement.
+type Options struct {
+	BaseURL         string
+	SoftwareName    string
+	SoftwareVersion string
+	Date            time.Time
+	// ResourceTypes are the types served at the type and instance levels.
+	ResourceTypes []string
+}
+
+// CapabilityStatement is the JSON shape of the R4 CapabilityStatement this
+// package builds; tests check it parses as valid R4 with the strict codec.
+// See https://hl7.org/fhir/R4/capabilitystatement.html.
+type CapabilityStatement struct {
+	ResourceType   string          `json:"resourceType"`
+	Status         string          `json:"status"`
+	Date           string          `json:"date"`
+	Publisher      string          `json:"publisher,omitempty"`
+	Kind           string          `json:"kind"`
+	Software       *Software       `json:"software,omitempty"`
+	Implementation *Implementation `json:"implementation,omitempty"`
+	FHIRVersion    string          `json:"fhirVersion"`
+	Format         []string        `json:"format"`
+	Rest           []Rest          `json:"rest"`
+}
+
+// Software is CapabilityStatement.software.
+type Software struct {
+	Name    string `json:"name"`
+	Version string `json:"version,omitempty"`
+}
+
+// Implementation is CapabilityStatement.implementation.
+type Implementation struct {
+	Description string `json:"description"`
+	URL         string `json:"url,omitempty"`
+}
+
+// Rest is CapabilityStatement.rest.
+type Rest struct {
+	Mode        string            `json:"mode"`
+	Resource    []Resource        `json:"resource,omitempty"`
+	Interaction []CodeInteraction `json:"interaction,omitempty"`
+}
+
+// Resource is CapabilityStatement.rest.resource.
+type Resource struct {
+	Type              string            `json:"type"`
+	Interaction       []CodeInteraction `json:"interaction"`
+	Versioning        string            `json:"versioning,omitempty"`
+	ReadHistory       *bool             `json:"readHistory,omitempty"`
+	UpdateCreate      *bool             `json:"updateCreate,omitempty"`
+	ConditionalCreate *bool             `json:"conditionalCreate,omitempty"`
+	ConditionalRead   string            `json:"conditionalRead,omitempty"`
+	ConditionalUpdate *bool             `json:"conditionalUpdate,omitempty"`
+	ConditionalDelete string            `json:"conditionalDelete,omitempty"`
+}
+
+// CodeInteraction is an interaction entry: {"code": ...}.
+type CodeInteraction struct {
+	Code Interaction `json:"code"`
+}
+
+// Build returns the CapabilityStatement for the routes: every type-level and
+// instance-level interaction is listed for every resource type, and every
+// system-level one at rest.interaction.
+func Build(opts Options, routes []Route) *CapabilityStatement {
+	has := map[Interaction]bool{}
+	for _, r := range routes {
+		if r.Interaction != "" {
+			has[r.Interaction] = true
+		}
+	}
+	var typeLevel []CodeInteraction
+	for _, in := range []Interaction{Read, VRead, Update, Patch, Delete, HistoryInstance, HistoryType, Create, SearchType} {
+		if has[in] {
+			typeLevel = append(typeLevel, CodeInteraction{Code: in})
+		}
+	}
+	var systemLevel []CodeInteraction
+	for _, in := range []Interaction{Transaction, Batch, SearchSystem, HistorySystem} {
+		if has[in] {
+			systemLevel = append(systemLevel, CodeInteraction{Code: in})
+		}
+	}
+	t, f := true, false
+	rest := Rest{Mode: "server", Interaction: systemLevel}
+	types := append([]string(nil), opts.ResourceTypes...)
+	sort.Strings(types)
+	for _, typ := range types {
+		res := Resource{
+			Type:              typ,
+			Interaction:       typeLevel,
+			ConditionalCreate: &f,
+			ConditionalRead:   "not-supported",
+			ConditionalUpdate: &f,
+			ConditionalDelete: "not-supported",
+		}
+		if has[VRead] {
+			res.Versioning = "versioned-update"
+		}
+		if has[HistoryInstance] {
+			res.ReadHistory = &t
+		}
+		if has[Update] {
+			res.UpdateCreate = &t
+		}
+		rest.Resource = append(rest.Resource, res)
+	}
+	return &CapabilityStatement{
+		ResourceType:   "CapabilityStatement",
+		Status:         "active",
+		Date:           opts.Date.UTC().Format(time.RFC3339),
+		Publisher:      "CP-IS FHIR server project",
+		Kind:           "instance",
+		Software:       &Software{Name: opts.SoftwareName, Version: opts.SoftwareVersion},
+		Implementation: &Implementation{Description: "CP-IS FHIR R4 server", URL: opts.BaseURL},
+		FHIRVersion:    "4.0.1",
+		Format:         []string{"application/fhir+json", "json"},
+		Rest:           []Rest{rest},
+	}
+}

@@ -1,0 +1,107 @@
+package fhir
+
+import (
+	"errors"
+	"fmt"
+)
+
+// IssueType is an OperationOutcome issue type code.
+// See https://hl7.org/fhir/R4/valueset-issue-type.html.
+type IssueType string
+
+// The issue types this server reports.
+const (
+	IssueInvalid       IssueType = "invalid"
+	IssueStructure     IssueType = "structure"
+	IssueRequired      IssueType = "required"
+	IssueValue         IssueType = "value"
+	IssueInvariant     IssueType = "invariant"
+	IssueSecurity      IssueType = "security"
+	IssueLogin         IssueType = "login"
+	IssueForbidden     IssueType = "forbidden"
+	IssueNotSupported  IssueType = "not-supported"
+	IssueDuplicate     IssueType = "duplicate"
+	IssueNotFound      IssueType = "not-found"
+	IssueDeleted       IssueType = "deleted"
+	IssueTooLong       IssueType = "too-long"
+	IssueBusinessRule  IssueType = "business-rule"
+	IssueConflict      IssueType = "conflict"
+	IssueProcessing    IssueType = "processing"
+	IssueTooCostly     IssueType = "too-costly"
+	IssueException     IssueType = "exception"
+	IssueInformational IssueType = "informational"
+	IssueTransient     IssueType = "transient"
+)
+
+// Severity is an OperationOutcome issue severity.
+type Severity string
+
+// The issue severities.
+const (
+	SeverityFatal       Severity = "fatal"
+	SeverityError       Severity = "error"
+	SeverityWarning     Severity = "warning"
+	SeverityInformation Severity = "information"
+)
+
+// Issue is one OperationOutcome issue. Diagnostics must be safe to show to
+// the client: it never holds resource content such as names or NHS numbers.
+type Issue struct {
+	Severity    Severity
+	Code        IssueType
+	Diagnostics string
+	// Expression holds FHIRPath expressions naming the elements concerned.
+	Expression []string
+}
+
+// Error is an error with an OperationOutcome issue type and a message that
+// is safe to show to clients. Errors without a code are internal failures:
+// the client sees a fixed message and the details go to the log only.
+type Error struct {
+	Code    IssueType
+	Message string
+	// Issues are extra issues, such as one per invalid element; when empty
+	// the error is reported as a single issue carrying Message.
+	Issues []Issue
+	err    error
+}
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code IssueType, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Error returns the message.
+func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns the sentinel the error was built from, if any.
+func (e *Error) Unwrap() error { return e.err }
+
+// OutcomeIssues returns the issues to report for e.
+func (e *Error) OutcomeIssues() []Issue {
+	if len(e.Issues) > 0 {
+		return e.Issues
+	}
+	return []Issue{{Severity: SeverityError, Code: e.Code, Diagnostics: e.Message}}
+}
+
+// ErrVersionConflict is wrapped by errors that report a version-aware
+// update or delete whose If-Match did not name the current version (412).
+var ErrVersionConflict = errors.New("fhir: version conflict")
+
+// VersionConflictf returns an *Error that wraps ErrVersionConflict.
+func VersionConflictf(format string, args ...any) *Error {
+	e := Errorf(IssueConflict, format, args...)
+	e.err = ErrVersionConflict
+	return e
+}
+
+// ErrorCode returns the issue type of err, or IssueException when err is
+// not an *Error.
+func ErrorCode(err error) IssueType {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return IssueException
+}

@@ -1,0 +1,107 @@
+package fhir
+
+import (
+	"slices"
+	"strings"
+)
+
+// SearchParamType is the type of a search parameter: how its values are
+// written in a query and matched. Its value is the FHIR code, such as
+// "token". See https://hl7.org/fhir/R4/valueset-search-param-type.html.
+type SearchParamType string
+
+// The search parameter types of FHIR R4.
+// See https://hl7.org/fhir/R4/search.html#ptypes.
+const (
+	SearchParamNumber    SearchParamType = "number"
+	SearchParamDate      SearchParamType = "date"
+	SearchParamString    SearchParamType = "string"
+	SearchParamToken     SearchParamType = "token"
+	SearchParamReference SearchParamType = "reference"
+	SearchParamComposite SearchParamType = "composite"
+	SearchParamQuantity  SearchParamType = "quantity"
+	SearchParamURI       SearchParamType = "uri"
+	SearchParamSpecial   SearchParamType = "special"
+)
+
+// SearchParam is a search parameter as it applies to one resource type,
+// taken from the R4 SearchParameter resources (hl7.fhir.r4.core 4.0.1).
+// See https://hl7.org/fhir/R4/searchparameter.html.
+//
+// The values returned by SearchParams and LookupSearchParam are shared
+// tables: callers must not modify them. They are safe for concurrent reads.
+type SearchParam struct {
+	// Name is the code used in queries, such as "patient" or "_id".
+	Name string
+	// URL is the canonical URL of the SearchParameter that defines it,
+	// such as "http://hl7.org/fhir/SearchParameter/clinical-patient".
+	URL string
+	// Type says how values are written and matched.
+	Type SearchParamType
+	// Expression is the FHIRPath expression that extracts the values, with
+	// a multi-resource definition narrowed to the union members for this
+	// resource type: clinical-patient gives Flag the expression
+	// "Flag.subject.where(resolve() is Patient)". Parameters defined on
+	// Resource keep the expression on Resource ("Resource.meta.tag").
+	// It is empty for parameters that no expression defines, such as
+	// _content, _text, _has and _list.
+	Expression string
+	// XPathUsage is SearchParameter.xpathUsage: "normal", "phonetic",
+	// "nearby", "distance" or "other"; empty if the definition has none.
+	XPathUsage string
+	// Targets are the resource types a reference parameter may refer to,
+	// sorted; nil for other types.
+	Targets []string
+	// Modifiers are the modifiers the definition lists. R4's own
+	// definitions list none, which means all modifiers for the type apply.
+	Modifiers []string
+	// Comparators are the prefixes allowed on values (such as "ge"), for
+	// number, date and quantity parameters that list them.
+	Comparators []string
+	// MultipleOr reports whether a parameter may have several values
+	// separated by commas. It is true unless the definition says false.
+	MultipleOr bool
+	// MultipleAnd reports whether the parameter may repeat in a query. It is
+	// true unless the definition says false.
+	MultipleAnd bool
+	// Components are the parts of a composite parameter, in order.
+	Components []SearchParamComponent
+}
+
+// SearchParamComponent is one part of a composite search parameter, such
+// as the code in Observation's code-value-quantity.
+type SearchParamComponent struct {
+	// Definition is the canonical URL of the SearchParameter that the part
+	// is searched as.
+	Definition string
+	// Expression is the FHIRPath expression of the part, relative to the
+	// composite parameter's expression (such as "code").
+	Expression string
+	// Name is the code of the Definition parameter, such as "code".
+	Name string
+	// Type is the type of the Definition parameter.
+	Type SearchParamType
+}
+
+// SearchParams returns the search parameters of resourceType, sorted by
+// name: those defined for the type and those for all resources (_id,
+// _lastUpdated and so on). It returns nil if resourceType is not a
+// resource type (see IsResourceType). The slice is the caller's own; the
+// parameters it points to are shared and must not be modified.
+func SearchParams(resourceType string) []*SearchParam {
+	return slices.Clone(spByType[resourceType])
+}
+
+// LookupSearchParam returns the search parameter called name on
+// resourceType. It reports false if resourceType is unknown or has no such
+// parameter. The result is shared and must not be modified.
+func LookupSearchParam(resourceType, name string) (*SearchParam, bool) {
+	ps := spByType[resourceType]
+	i, ok := slices.BinarySearchFunc(ps, name, func(p *SearchParam, name string) int {
+		return strings.Compare(p.Name, name)
+	})
+	if !ok {
+		return nil, false
+	}
+	return ps[i], true
+}

@@ -1,0 +1,158 @@
+package fhir
+
+import (
+	"context"
+	"errors"
+)
+
+// Service performs the FHIR write and read interactions on a Store: it
+// assigns ids and versions, stamps meta and stores canonical JSON produced
+// once. It is safe for concurrent use.
+type Service struct {
+	Store Store
+	Codec *Codec
+}
+
+// Read returns the current version of type/id.
+// Errors: IssueNotFound; IssueDeleted (with the delete marker returned
+// alongside, so callers can report its version).
+// See https://hl7.org/fhir/R4/http.html#read.
+func (s *Service) Read(ctx context.Context, typ, id string) (*Resource, error) {
+	r, err := s.Store.Read(ctx, typ, id)
+	if err != nil {
+		return nil, err
+	}
+	if r.Deleted() {
+		return r, Errorf(IssueDeleted, "%s: this resource was deleted", typ)
+	}
+	return r, nil
+}
+
+// VRead returns version v of type/id. A version that records a delete is
+// reported as IssueDeleted, as a read of it is. Errors: IssueNotFound.
+// See https://hl7.org/fhir/R4/http.html#vread.
+func (s *Service) VRead(ctx context.Context, typ, id string, v int64) (*Resource, error) {
+	r, err := s.Store.VRead(ctx, typ, id, v)
+	if err != nil {
+		return nil, err
+	}
+	if r.Deleted() {
+		return r, Errorf(IssueDeleted, "%s: version %d records the deletion of this resource", typ, v)
+	}
+	return r, nil
+}
+
+// Create stores p as a new resource with a server-assigned id and version
+// 1; an id in p is ignored. See https://hl7.org/fhir/R4/http.html#create.
+func (s *Service) Create(ctx context.Context, p *Parsed) (*Resource, error) {
+	var out *Resource
+	err := s.Store.Write(ctx, func(tx Tx) error {
+		r, err := s.put(tx, p, NewID(), 1, MethodCreate)
+		out = r
+		return err
+	})
+	return out, err
+}
+
+// Update stores p as the next version of type/id, creating the resource
+// when it does not exist or was deleted (created reports that). When
+// ifMatch is not zero it must be the current version, else the error wraps
+// ErrVersionConflict. Errors: IssueInvalid when p's id or type differ from
+// the URL's. See https://hl7.org/fhir/R4/http.html#update.
+func (s *Service) Update(ctx context.Context, typ, id string, p *Parsed, ifMatch int64) (r *Resource, created bool, err error) {
+	if p.Type != typ {
+		return nil, false, &Error{Code: IssueInvalid, Message: "the resource type " + p.Type + " does not match the URL's " + typ,
+			Issues: []Issue{{Severity: SeverityError, Code: IssueInvalid, Diagnostics: "resourceType does not match the URL", Expression: []string{"resourceType"}}}}
+	}
+	switch bodyID := p.ID(); {
+	case bodyID == "":
+		return nil, false, &Error{Code: IssueRequired, Message: "the resource has no id; an update must carry the id given in the URL",
+			Issues: []Issue{{Severity: SeverityError, Code: IssueRequired, Diagnostics: "id is required in an update", Expression: []string{typ + ".id"}}}}
+	case bodyID != id:
+		return nil, false, &Error{Code: IssueInvalid, Message: "the resource id does not match the id in the URL",
+			Issues: []Issue{{Severity: SeverityError, Code: IssueInvalid, Diagnostics: "id does not match the URL", Expression: []string{typ + ".id"}}}}
+	}
+	if !ValidID(id) {
+		return nil, false, Errorf(IssueInvalid, "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.]{1,64})")
+	}
+	err = s.Store.Write(ctx, func(tx Tx) error {
+		cur, err := tx.Read(typ, id)
+		var next int64 = 1
+		switch {
+		case err == nil:
+			next = cur.VersionID + 1
+		case ErrorCode(err) != IssueNotFound:
+			return err
+		}
+		if ifMatch != 0 && (cur == nil || cur.VersionID != ifMatch || cur.Deleted()) {
+			return VersionConflictf("If-Match names version %d but the current version is %s", ifMatch, describeVersion(cur))
+		}
+		created = cur == nil || cur.Deleted()
+		r, err = s.put(tx, p, id, next, MethodUpdate)
+		return err
+	})
+	return r, created, err
+}
+
+// Delete records the deletion of type/id as a new version and returns it.
+// Deleting a resource that does not exist or is already deleted changes
+// nothing and returns (nil, nil). When ifMatch is not zero it must be the
+// current version, else the error wraps ErrVersionConflict.
+// See https://hl7.org/fhir/R4/http.html#delete.
+func (s *Service) Delete(ctx context.Context, typ, id string, ifMatch int64) (*Resource, error) {
+	var out *Resource
+	err := s.Store.Write(ctx, func(tx Tx) error {
+		cur, err := tx.Read(typ, id)
+		if err != nil && ErrorCode(err) != IssueNotFound {
+			return err
+		}
+		if ifMatch != 0 && (cur == nil || cur.VersionID != ifMatch || cur.Deleted()) {
+			return VersionConflictf("If-Match names version %d but the current version is %s", ifMatch, describeVersion(cur))
+		}
+		if cur == nil || cur.Deleted() {
+			return nil
+		}
+		out = &Resource{Type: typ, ID: id, VersionID: cur.VersionID + 1, LastUpdated: tx.Now(), Method: MethodDelete}
+		return tx.Put(out)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// History returns a page of versions; see Store.History.
+// See https://hl7.org/fhir/R4/http.html#history.
+func (s *Service) History(ctx context.Context, q HistoryQuery) (*HistoryPage, error) {
+	return s.Store.History(ctx, q)
+}
+
+func (s *Service) put(tx Tx, p *Parsed, id string, version int64, method Method) (*Resource, error) {
+	now := tx.Now()
+	p.Stamp(id, version, now)
+	b, err := s.Codec.Marshal(p)
+	if err != nil {
+		return nil, err
+	}
+	r := &Resource{Type: p.Type, ID: id, VersionID: version, LastUpdated: now, Method: method, JSON: b}
+	if err := tx.Put(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func describeVersion(r *Resource) string {
+	switch {
+	case r == nil:
+		return "none (it does not exist)"
+	case r.Deleted():
+		return "a deletion"
+	}
+	return "W/\"" + itoa(r.VersionID) + "\""
+}
+
+// IsNotFound reports whether err says a resource or version does not exist.
+func IsNotFound(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == IssueNotFound
+}

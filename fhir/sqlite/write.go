@@ -1,0 +1,163 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+)
+
+// Write implements fhir.Store. fn runs on the writer goroutine inside a
+// savepoint of a commit it may share with other writes; Write returns once
+// that commit is durable. A ctx cancelled before fn starts skips fn.
+func (s *Store) Write(ctx context.Context, fn func(fhir.Tx) error) error {
+	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	s.reqs <- req
+	s.mu.RUnlock()
+	// Wait even if ctx ends meanwhile: once fn has started, the outcome
+	// must be reported truthfully.
+	return <-req.done
+}
+
+// writer owns s.conn. It takes the first queued write, then every write
+// queued behind it (up to MaxBatch), runs them in one transaction, each in a
+// savepoint, and commits once.
+func (s *Store) writer() {
+	defer close(s.done)
+	batch := make([]*writeReq, 0, s.cfg.MaxBatch)
+	for req := range s.reqs {
+		batch = append(batch[:0], req)
+	fill:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*writeReq) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	fail := func(err error) {
+		for i, r := range batch {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+			r.done <- errs[i]
+		}
+	}
+	if _, err := s.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		fail(fmt.Errorf("sqlite: begin: %w", err))
+		return
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
+	if now.Before(s.last) {
+		now = s.last
+	}
+	tx := &tx{s: s, ctx: ctx, now: now}
+	wrote := false
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			errs[i] = err
+			continue
+		}
+		if err := s.runSavepoint(ctx, tx, r.fn); err != nil {
+			errs[i] = err
+			if errors.Is(err, errSavepoint) {
+				s.conn.ExecContext(ctx, "ROLLBACK")
+				fail(err)
+				return
+			}
+			continue
+		}
+		wrote = true
+	}
+	if _, err := s.conn.ExecContext(ctx, "COMMIT"); err != nil {
+		s.conn.ExecContext(ctx, "ROLLBACK")
+		fail(fmt.Errorf("sqlite: commit: %w", err))
+		return
+	}
+	if wrote {
+		s.last = now
+	}
+	for i, r := range batch {
+		r.done <- errs[i]
+	}
+}
+
+var errSavepoint = errors.New("sqlite: savepoint failed")
+
+// runSavepoint runs fn inside a savepoint and rolls the savepoint back if fn
+// fails or panics, so that one failing write never touches the others in
+// the batch.
+func (s *Store) runSavepoint(ctx context.Context, tx *tx, fn func(fhir.Tx) error) (err error) {
+	if _, err := s.conn.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+		return fmt.Errorf("%w: %v", errSavepoint, err)
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sqlite: write function panicked: %v", p)
+		}
+		if err != nil {
+			if _, rerr := s.conn.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
+				err = fmt.Errorf("%w: %v", errSavepoint, rerr)
+				return
+			}
+		}
+		if _, rerr := s.conn.ExecContext(ctx, "RELEASE w"); rerr != nil {
+			err = fmt.Errorf("%w: %v", errSavepoint, rerr)
+		}
+	}()
+	return fn(tx)
+}
+
+// tx implements fhir.Tx on the writer's connection.
+type tx struct {
+	s   *Store
+	ctx context.Context
+	now time.Time
+}
+
+func (t *tx) Now() time.Time { return t.now }
+
+func (t *tx) Read(typ, id string) (*fhir.Resource, error) {
+	r, err := scanVersion(t.s.txRead.QueryRowContext(t.ctx, typ, id), typ, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fhir.Errorf(fhir.IssueNotFound, "%s: no resource with this id", typ)
+	}
+	return r, err
+}
+
+func (t *tx) Put(r *fhir.Resource) error {
+	var body any
+	if r.JSON != nil {
+		body = r.JSON
+	}
+	res, err := t.s.txInsertHistory.ExecContext(t.ctx, r.Type, r.ID, r.VersionID, r.LastUpdated.UnixMilli(), string(r.Method), body)
+	if err != nil {
+		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
+	}
+	if r.Seq, err = res.LastInsertId(); err != nil {
+		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
+	}
+	if _, err := t.s.txUpsert.ExecContext(t.ctx, r.Type, r.ID, r.VersionID, r.Seq); err != nil {
+		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
+	}
+	return nil
+}

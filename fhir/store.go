@@ -1,0 +1,75 @@
+package fhir
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps resources and their version history durably. Implementations
+// (fhir/sqlite, fhir/postgres) are safe for concurrent use and all pass
+// fhirtest.RunStoreTests.
+type Store interface {
+	// Read returns the latest version of type/id, which is a delete marker
+	// (Method MethodDelete, nil JSON) if the resource was deleted last.
+	// Errors: IssueNotFound when no version exists.
+	Read(ctx context.Context, typ, id string) (*Resource, error)
+
+	// VRead returns one version of type/id.
+	// Errors: IssueNotFound when the version does not exist.
+	VRead(ctx context.Context, typ, id string, version int64) (*Resource, error)
+
+	// History returns versions, newest first, as HistoryQuery selects.
+	History(ctx context.Context, q HistoryQuery) (*HistoryPage, error)
+
+	// Write runs fn in one durable transaction and returns fn's error, or
+	// the commit's. Everything fn writes commits together or not at all;
+	// Write returns nil only once the commit is durable. Concurrent Writes
+	// may share one commit (group commit) but never see each other's
+	// uncommitted writes.
+	Write(ctx context.Context, fn func(tx Tx) error) error
+
+	// Ready reports whether the store can serve reads and writes.
+	Ready(ctx context.Context) error
+
+	// Close waits for queued writes, then releases the store.
+	Close() error
+}
+
+// Tx is a write transaction, valid only inside the function given to
+// Store.Write and not safe for concurrent use.
+type Tx interface {
+	// Read returns the latest version of type/id as Store.Read does,
+	// including this transaction's own writes.
+	Read(typ, id string) (*Resource, error)
+
+	// Put stores r as the next version of r.Type/r.ID. r.VersionID must be
+	// one more than the latest stored version (1 for a new resource), and
+	// r.LastUpdated must be Now(). Put sets r.Seq.
+	Put(r *Resource) error
+
+	// Now returns the commit time of the transaction, the lastUpdated of
+	// everything it writes. It never goes backwards between transactions.
+	Now() time.Time
+}
+
+// HistoryQuery selects versions for a history interaction.
+// See https://hl7.org/fhir/R4/http.html#history.
+type HistoryQuery struct {
+	// Type and ID narrow the history to a type or an instance; both empty
+	// means the whole system.
+	Type, ID string
+	// Since keeps versions last updated at or after it; zero keeps all.
+	Since time.Time
+	// Before keeps versions with Seq below it (a paging cursor); zero
+	// keeps all.
+	Before int64
+	// Count is the page size.
+	Count int
+}
+
+// HistoryPage is one page of history, newest first. Next is the cursor
+// (HistoryQuery.Before) of the following page, zero on the last page.
+type HistoryPage struct {
+	Versions []*Resource
+	Next     int64
+}

@@ -1,0 +1,174 @@
+// Command cpis runs the CP-IS FHIR R4 server.
+//
+//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL]
+//
+// See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/sqlite"
+	"github.com/cpis-fhir/cpis/server"
+	"github.com/gin-gonic/gin"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "cpis:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `cpis runs the CP-IS FHIR R4 server.
+
+Usage:
+  cpis serve [flags]    serve the FHIR API (cpis serve -h lists the flags)
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		m := &Main{Stdout: stdout, Stderr: stderr}
+		if err := m.ParseFlags(args[1:]); err != nil {
+			return err
+		}
+		return m.Run(ctx)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// Main is the serve command: its flags, its store and its HTTP server.
+// Tests start the whole program with Addr "127.0.0.1:0".
+type Main struct {
+	Addr         string
+	DataDir      string
+	BaseURL      string
+	MaxBodyBytes int64
+	LogLevel     string
+	// ShutdownTimeout bounds how long in-flight requests may take to finish
+	// after SIGTERM or SIGINT.
+	ShutdownTimeout time.Duration
+
+	Stdout, Stderr io.Writer
+
+	// Ready, when not nil, receives the listening address once the server
+	// accepts connections.
+	Ready chan<- string
+}
+
+// ParseFlags reads the serve command's flags.
+func (m *Main) ParseFlags(args []string) error {
+	fs := flag.NewFlagSet("cpis serve", flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	fs.StringVar(&m.Addr, "addr", ":8080", "listen address HOST:PORT")
+	fs.StringVar(&m.DataDir, "data", "./cpis-data", "data folder (created if missing)")
+	fs.StringVar(&m.BaseURL, "base-url", "", "public FHIR base URL, such as https://cpis.example/fhir (default: from each request's Host)")
+	fs.Int64Var(&m.MaxBodyBytes, "max-body", 10<<20, "largest request body accepted, in bytes")
+	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
+	return fs.Parse(args)
+}
+
+// Run opens the store, serves until ctx ends, then shuts down gracefully:
+// in-flight requests finish, the store commits what is queued and closes.
+func (m *Main) Run(ctx context.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
+
+	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	store, err := sqlite.Open(filepath.Join(m.DataDir, "cpis.db"), sqlite.Config{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		return err
+	}
+	gin.SetMode(gin.ReleaseMode)
+	srv, err := server.New(store, codec, server.Config{
+		BaseURL:      m.BaseURL,
+		MaxBodyBytes: m.MaxBodyBytes,
+		Logger:       logger,
+		Version:      version,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", m.Addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "fhir_base", server.FHIRBase, "data", m.DataDir)
+	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at http://%s%s (data in %s)\n", displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
+	if m.Ready != nil {
+		m.Ready <- ln.Addr().String()
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), m.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := store.Close(); err != nil {
+		return fmt.Errorf("close store: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func displayAddr(a net.Addr) string {
+	if ta, ok := a.(*net.TCPAddr); ok && ta.IP.IsUnspecified() {
+		return fmt.Sprintf("localhost:%d", ta.Port)
+	}
+	return a.String()
+}

@@ -1,0 +1,91 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/gin-gonic/gin"
+)
+
+// statusError is an HTTP-only failure (405, 406, 413, 415, 503...) that no
+// domain code maps to.
+type statusError struct {
+	status int
+	err    *fhir.Error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// statusOf is the one table from errors to HTTP statuses.
+func statusOf(err error) int {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.status
+	}
+	if errors.Is(err, fhir.ErrVersionConflict) {
+		return http.StatusPreconditionFailed
+	}
+	var fe *fhir.Error
+	if !errors.As(err, &fe) {
+		return http.StatusInternalServerError
+	}
+	switch fe.Code {
+	case fhir.IssueInvalid, fhir.IssueStructure, fhir.IssueRequired, fhir.IssueValue, fhir.IssueInvariant, fhir.IssueNotSupported:
+		return http.StatusBadRequest
+	case fhir.IssueLogin:
+		return http.StatusUnauthorized
+	case fhir.IssueForbidden, fhir.IssueSecurity:
+		return http.StatusForbidden
+	case fhir.IssueNotFound:
+		return http.StatusNotFound
+	case fhir.IssueDeleted:
+		return http.StatusGone
+	case fhir.IssueConflict, fhir.IssueDuplicate:
+		return http.StatusConflict
+	case fhir.IssueTooLong:
+		return http.StatusRequestEntityTooLarge
+	case fhir.IssueBusinessRule, fhir.IssueProcessing:
+		return http.StatusUnprocessableEntity
+	case fhir.IssueTooCostly:
+		return http.StatusForbidden
+	case fhir.IssueTransient:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// fail answers with err as an OperationOutcome. Internal errors (500) get a
+// fixed message naming the request id; their details go to the log only.
+func (s *Server) fail(c *gin.Context, err error) {
+	status := statusOf(err)
+	var fe *fhir.Error
+	if status == http.StatusInternalServerError || !errors.As(err, &fe) {
+		id := requestIDOf(c)
+		s.log.Error("internal error", "request_id", id, "route", c.FullPath(), "error", err)
+		fe = fhir.Errorf(fhir.IssueException, "internal server error; quote request id %s when reporting it", id)
+		status = http.StatusInternalServerError
+	}
+	s.writeOutcome(c, status, fe.OutcomeIssues())
+	c.Abort()
+}
+
+// writeOutcome writes an OperationOutcome with the issues.
+func (s *Server) writeOutcome(c *gin.Context, status int, issues []fhir.Issue) {
+	b, err := s.codec.MarshalMessage(fhir.Outcome(issues))
+	if err != nil {
+		s.log.Error("marshal OperationOutcome", "request_id", requestIDOf(c), "error", err)
+		b = []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"exception"}]}`)
+		status = http.StatusInternalServerError
+	}
+	s.writeJSON(c, status, b)
+}
+
+func (s *Server) noRoute(c *gin.Context) {
+	s.fail(c, fhir.Errorf(fhir.IssueNotFound, "no FHIR endpoint here; the FHIR base is %s (see %s/metadata)", FHIRBase, FHIRBase))
+}
+
+func (s *Server) noMethod(c *gin.Context) {
+	s.fail(c, &statusError{http.StatusMethodNotAllowed, fhir.Errorf(fhir.IssueNotSupported, "method %s is not allowed here; see %s/metadata for what the server supports", c.Request.Method, FHIRBase)})
+}

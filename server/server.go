@@ -1,0 +1,173 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cpis-fhir/cpis/conformance"
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/gin-gonic/gin"
+)
+
+// Config configures a Server. The zero value serves with defaults.
+type Config struct {
+	// BaseURL is the public FHIR base, such as https://cpis.example/fhir.
+	// Empty means it is derived from each request's Host.
+	BaseURL string
+	// MaxBodyBytes limits request bodies; zero means 10 MB.
+	MaxBodyBytes int64
+	// Logger receives one line per request and the details of internal
+	// errors; nil means slog.Default(). It never receives patient data.
+	Logger *slog.Logger
+	// Version is the software version reported in the CapabilityStatement.
+	Version string
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server serves the FHIR REST API. It is an http.Handler and safe for
+// concurrent use.
+type Server struct {
+	cfg        Config
+	svc        *fhir.Service
+	codec      *fhir.Codec
+	store      fhir.Store
+	log        *slog.Logger
+	engine     *gin.Engine
+	routes     []conformance.Route
+	capability []byte
+}
+
+// FHIRBase is the path of the FHIR base below the server root.
+const FHIRBase = "/fhir"
+
+// New returns a Server over the store.
+func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 10 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	s := &Server{
+		cfg:   cfg,
+		svc:   &fhir.Service{Store: store, Codec: codec},
+		codec: codec,
+		store: store,
+		log:   cfg.Logger,
+	}
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.RedirectTrailingSlash = false
+	e.Use(s.requestID, s.recover, s.logRequest)
+	e.NoRoute(s.noRoute)
+	e.NoMethod(s.noMethod)
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+
+	api := e.Group(FHIRBase, s.negotiate)
+	for _, r := range s.fhirRoutes() {
+		api.Handle(r.Method, r.Path, r.handler)
+		s.routes = append(s.routes, r.Route)
+	}
+	s.engine = e
+
+	cs := conformance.Build(conformance.Options{
+		BaseURL:         cfg.BaseURL,
+		SoftwareName:    "cpis",
+		SoftwareVersion: cfg.Version,
+		Date:            cfg.Now(),
+		ResourceTypes:   fhir.ResourceTypes,
+	}, s.routes)
+	b, err := json.Marshal(cs)
+	if err != nil {
+		return nil, fmt.Errorf("capability statement: %w", err)
+	}
+	s.capability = b
+	return s, nil
+}
+
+type route struct {
+	conformance.Route
+	handler gin.HandlerFunc
+}
+
+// fhirRoutes is the route table of the FHIR API: what is registered here is
+// what the CapabilityStatement claims.
+func (s *Server) fhirRoutes() []route {
+	r := func(method, path string, in conformance.Interaction, h gin.HandlerFunc) route {
+		return route{conformance.Route{Method: method, Path: path, Interaction: in}, h}
+	}
+	return []route{
+		r(http.MethodGet, "/metadata", conformance.Capabilities, s.capabilities),
+		r(http.MethodGet, "/_history", conformance.HistorySystem, s.historySystem),
+		r(http.MethodPost, "/:type", conformance.Create, s.create),
+		r(http.MethodGet, "/:type/_history", conformance.HistoryType, s.historyType),
+		r(http.MethodGet, "/:type/:id", conformance.Read, s.read),
+		r(http.MethodHead, "/:type/:id", conformance.Read, s.read),
+		r(http.MethodPut, "/:type/:id", conformance.Update, s.update),
+		r(http.MethodDelete, "/:type/:id", conformance.Delete, s.delete),
+		r(http.MethodGet, "/:type/:id/_history", conformance.HistoryInstance, s.historyInstance),
+		r(http.MethodGet, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
+		r(http.MethodHead, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
+	}
+}
+
+// Routes returns the registered FHIR routes.
+func (s *Server) Routes() []conformance.Route { return s.routes }
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// baseURL returns the FHIR base URL for links and Location headers.
+func (s *Server) baseURL(c *gin.Context) string {
+	if s.cfg.BaseURL != "" {
+		return s.cfg.BaseURL
+	}
+	scheme := "http"
+	if c.Request.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + c.Request.Host + FHIRBase
+}
+
+func (s *Server) healthz(c *gin.Context) {
+	c.Data(http.StatusOK, "application/json", []byte(`{"status":"ok"}`))
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	if err := s.store.Ready(c.Request.Context()); err != nil {
+		s.log.Warn("store not ready", "request_id", requestIDOf(c), "error", err)
+		s.fail(c, &statusError{http.StatusServiceUnavailable, fhir.Errorf(fhir.IssueTransient, "the store is not ready")})
+		return
+	}
+	c.Data(http.StatusOK, "application/json", []byte(`{"status":"ready"}`))
+}
+
+// resourceType returns the :type parameter, or fails with 404 when it is not
+// an R4 resource type.
+func (s *Server) resourceType(c *gin.Context) (string, bool) {
+	typ := c.Param("type")
+	if !fhir.IsResourceType(typ) {
+		s.fail(c, fhir.Errorf(fhir.IssueNotFound, "%q is not a FHIR R4 resource type served here", safeToken(typ)))
+		return "", false
+	}
+	return typ, true
+}
+
+// safeToken returns s when it is short and made of id characters, else a
+// placeholder, so that client input echoed in errors stays harmless.
+func safeToken(s string) string {
+	if fhir.ValidID(s) {
+		return s
+	}
+	return "(the given value)"
+}
