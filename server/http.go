@@ -109,7 +109,9 @@ func (s *Server) negotiate(c *gin.Context) {
 }
 
 func jsonFormat(f string) bool {
-	switch strings.ToLower(strings.TrimSpace(f)) {
+	// An unescaped + in a query string arrives as a space.
+	f = strings.ReplaceAll(strings.TrimSpace(f), " ", "+")
+	switch strings.ToLower(f) {
 	case "json", "application/json", "application/fhir+json", "application/json+fhir", "text/json":
 		return true
 	}

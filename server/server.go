@@ -64,6 +64,8 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		store: store,
 		log:   cfg.Logger,
 	}
+	// gin's mode is process-wide; this server never wants its debug output.
+	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false

@@ -1,0 +1,165 @@
+package server_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/fhirtest"
+	"github.com/cpis-fhir/cpis/fhir/sqlite"
+	"github.com/cpis-fhir/cpis/server"
+)
+
+// testServer is a real server over a real SQLite file, with a fake clock
+// and a log that tests can read.
+type testServer struct {
+	*httptest.Server
+	Base  string
+	Store *sqlite.Store
+	Clock *fhirtest.Clock
+	logMu sync.Mutex
+	log   bytes.Buffer
+}
+
+func (ts *testServer) Write(p []byte) (int, error) {
+	ts.logMu.Lock()
+	defer ts.logMu.Unlock()
+	return ts.log.Write(p)
+}
+
+// Log returns everything the server logged so far.
+func (ts *testServer) Log() string {
+	ts.logMu.Lock()
+	defer ts.logMu.Unlock()
+	return ts.log.String()
+}
+
+func startServer(tb testing.TB, cfg server.Config) *testServer {
+	tb.Helper()
+	ts := &testServer{Clock: fhirtest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))}
+	store, err := sqlite.Open(filepath.Join(tb.TempDir(), "cpis.db"), sqlite.Config{Now: ts.Clock.Now})
+	if err != nil {
+		tb.Fatalf("open store: %v", err)
+	}
+	ts.Store = store
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.Logger = slog.New(slog.NewJSONHandler(ts, nil))
+	if cfg.Now == nil {
+		cfg.Now = ts.Clock.Now
+	}
+	srv, err := server.New(store, codec, cfg)
+	if err != nil {
+		tb.Fatalf("server.New: %v", err)
+	}
+	ts.Server = httptest.NewServer(srv)
+	ts.Base = ts.URL + "/fhir"
+	tb.Cleanup(func() {
+		ts.Close()
+		store.Close()
+	})
+	return ts
+}
+
+type response struct {
+	*http.Response
+	Body []byte
+}
+
+// do sends a request; headers come as name, value pairs. A body is sent as
+// application/fhir+json unless a Content-Type header is given.
+func do(tb testing.TB, method, url, body string, headers ...string) *response {
+	tb.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &response{res, b}
+}
+
+func (r *response) wantStatus(tb testing.TB, want int) *response {
+	tb.Helper()
+	if r.StatusCode != want {
+		tb.Fatalf("%s %s: status %d, want %d; body %s", r.Request.Method, r.Request.URL.Path, r.StatusCode, want, r.Body)
+	}
+	return r
+}
+
+// object decodes the body as a JSON object.
+func (r *response) object(tb testing.TB) map[string]any {
+	tb.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		tb.Fatalf("%s %s: body is not a JSON object: %v; body %q", r.Request.Method, r.Request.URL.Path, err, r.Body)
+	}
+	return m
+}
+
+// outcome checks the body is a valid OperationOutcome and returns its first
+// issue's code, diagnostics and expressions.
+func (r *response) outcome(tb testing.TB) (code, diagnostics string, expression []string) {
+	tb.Helper()
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/fhir+json") {
+		tb.Errorf("%s %s: Content-Type %q, want application/fhir+json", r.Request.Method, r.Request.URL.Path, ct)
+	}
+	var oo struct {
+		ResourceType string
+		Issue        []struct {
+			Severity, Code, Diagnostics string
+			Expression                  []string
+		}
+	}
+	if err := json.Unmarshal(r.Body, &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+		tb.Fatalf("%s %s: body %s, want an OperationOutcome with issues", r.Request.Method, r.Request.URL.Path, r.Body)
+	}
+	codec, _ := fhir.NewCodec()
+	if _, err := codec.Parse(r.Body); err != nil {
+		tb.Errorf("OperationOutcome %s is not valid R4: %v", r.Body, err)
+	}
+	return oo.Issue[0].Code, oo.Issue[0].Diagnostics, oo.Issue[0].Expression
+}
+
+// Test NHS numbers: 999 range, valid Modulus 11 check digit, never issued.
+const (
+	nhs1 = "9990000018"
+	nhs2 = "9990000026"
+)
+
+func patientJSON(id, nhs string) string {
+	idPart := ""
+	if id != "" {
+		idPart = `"id":"` + id + `",`
+	}
+	return `{"resourceType":"Patient",` + idPart + `"identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"` + nhs + `"}],` +
+		`"name":[{"family":"Testchild","given":["Alex"]}],"gender":"female","birthDate":"2015-04-01"}`
+}
