@@ -23,7 +23,6 @@ import (
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
-	"github.com/gin-gonic/gin"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -102,8 +101,13 @@ func (m *Main) ParseFlags(args []string) error {
 // in-flight requests finish, the store commits what is queued and closes.
 func (m *Main) Run(ctx context.Context) error {
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	if m.LogLevel != "" {
+		if err := level.UnmarshalText([]byte(m.LogLevel)); err != nil {
+			return fmt.Errorf("--log-level: %w", err)
+		}
+	}
+	if m.ShutdownTimeout <= 0 {
+		m.ShutdownTimeout = 30 * time.Second
 	}
 	logger := slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: level}))
 
@@ -119,7 +123,6 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	gin.SetMode(gin.ReleaseMode)
 	srv, err := server.New(store, codec, server.Config{
 		BaseURL:      m.BaseURL,
 		MaxBodyBytes: m.MaxBodyBytes,
@@ -157,6 +160,10 @@ func (m *Main) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), m.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
+		// Requests still running past the timeout are cut off before the
+		// store closes, so none of them can be acknowledged afterwards.
+		hs.Close()
+		store.Close()
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	if err := store.Close(); err != nil {

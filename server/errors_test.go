@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"database/sql"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/cpis-fhir/cpis/server"
+	_ "modernc.org/sqlite" // to break the database under the server
 )
 
 func TestErrors_Routes(t *testing.T) {
@@ -32,14 +34,32 @@ func TestErrors_Routes(t *testing.T) {
 
 func TestErrors_InternalIsOpaque(t *testing.T) {
 	ts := startServer(t, server.Config{})
-	ts.Store.Close() // every write now fails inside the store
+	// Break the database under the running server: every write now fails
+	// inside SQLite with an error the server did not foresee.
+	db, err := sql.Open("sqlite", ts.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DROP TABLE history`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	res := do(t, "POST", ts.Base+"/Patient", patientJSON("", nhs1), "X-Request-Id", "req-500").wantStatus(t, http.StatusInternalServerError)
 	code, diag, _ := res.outcome(t)
-	if code != "exception" || !strings.Contains(diag, "req-500") || strings.Contains(diag, "sqlite") || strings.Contains(diag, "closed") {
+	if code != "exception" || !strings.Contains(diag, "req-500") || strings.Contains(diag, "sqlite") || strings.Contains(diag, "history") {
 		t.Errorf("500 outcome %q %q: want exception, naming the request id and no internal detail", code, diag)
 	}
-	if !strings.Contains(ts.Log(), "req-500") || !strings.Contains(ts.Log(), "store closed") {
+	if !strings.Contains(ts.Log(), "req-500") || !strings.Contains(ts.Log(), "no such table") {
 		t.Errorf("log %s: want the request id and the internal error", ts.Log())
+	}
+}
+
+func TestErrors_StoreClosed(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	ts.Store.Close() // as during shutdown
+	res := do(t, "POST", ts.Base+"/Patient", patientJSON("", nhs1)).wantStatus(t, http.StatusServiceUnavailable)
+	if code, _, _ := res.outcome(t); code != "transient" {
+		t.Errorf("write to a closed store: issue code %q, want transient", code)
 	}
 	do(t, "GET", ts.URL+"/readyz", "").wantStatus(t, http.StatusServiceUnavailable)
 	do(t, "GET", ts.URL+"/healthz", "").wantStatus(t, http.StatusOK)

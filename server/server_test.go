@@ -25,6 +25,7 @@ type testServer struct {
 	*httptest.Server
 	Base  string
 	Store *sqlite.Store
+	Path  string // the SQLite file
 	Clock *fhirtest.Clock
 	logMu sync.Mutex
 	log   bytes.Buffer
@@ -46,7 +47,8 @@ func (ts *testServer) Log() string {
 func startServer(tb testing.TB, cfg server.Config) *testServer {
 	tb.Helper()
 	ts := &testServer{Clock: fhirtest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))}
-	store, err := sqlite.Open(filepath.Join(tb.TempDir(), "cpis.db"), sqlite.Config{Now: ts.Clock.Now})
+	ts.Path = filepath.Join(tb.TempDir(), "cpis.db")
+	store, err := sqlite.Open(ts.Path, sqlite.Config{Now: ts.Clock.Now})
 	if err != nil {
 		tb.Fatalf("open store: %v", err)
 	}

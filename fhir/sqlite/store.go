@@ -268,7 +268,7 @@ func (s *Store) Ready(ctx context.Context) error {
 	closed := s.closed
 	s.mu.RUnlock()
 	if closed {
-		return errors.New("sqlite: store closed")
+		return ErrClosed
 	}
 	var n int
 	if err := s.rdb.QueryRowContext(ctx, `SELECT 1`).Scan(&n); err != nil {
@@ -277,8 +277,9 @@ func (s *Store) Ready(ctx context.Context) error {
 	return nil
 }
 
-// ErrClosed is returned by Write after Close.
-var ErrClosed = errors.New("sqlite: store closed")
+// ErrClosed is returned by Write after Close: a transient failure (503) of
+// a server that is shutting down.
+var ErrClosed = &fhir.Error{Code: fhir.IssueTransient, Message: "the server is shutting down; retry the request"}
 
 // Close implements fhir.Store: it stops taking writes, lets the writer
 // commit what is queued, and closes the database.
