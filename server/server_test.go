@@ -57,7 +57,9 @@ func startServer(tb testing.TB, cfg server.Config) *testServer {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	cfg.Logger = slog.New(slog.NewJSONHandler(ts, nil))
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(ts, nil))
+	}
 	if cfg.Now == nil {
 		cfg.Now = ts.Clock.Now
 	}
