@@ -31,24 +31,33 @@ func patientFixture(b *testing.B) []byte {
 	return body
 }
 
-func benchGet(b *testing.B, client *http.Client, url string) {
+// benchRequests sends requests made by newReq from 32 concurrent clients
+// (2 cores) and fails on any status other than want.
+func benchRequests(b *testing.B, client *http.Client, want int, newReq func() *http.Request) {
 	b.ReportAllocs()
-	b.SetParallelism(16) // 32 concurrent clients on 2 cores
+	b.SetParallelism(16)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			res, err := client.Get(url)
+			res, err := client.Do(newReq())
 			if err != nil {
 				b.Error(err)
 				return
 			}
 			io.Copy(io.Discard, res.Body)
 			res.Body.Close()
-			if res.StatusCode != 200 {
-				b.Errorf("GET: status %d", res.StatusCode)
+			if res.StatusCode != want {
+				b.Errorf("status %d, want %d", res.StatusCode, want)
 				return
 			}
 		}
+	})
+}
+
+func benchGet(b *testing.B, client *http.Client, url string) {
+	benchRequests(b, client, http.StatusOK, func() *http.Request {
+		req, _ := http.NewRequest("GET", url, nil)
+		return req
 	})
 }
 
@@ -74,24 +83,9 @@ func BenchmarkHTTP_Read(b *testing.B) {
 func BenchmarkHTTP_Create(b *testing.B) {
 	ts, client := benchServer(b)
 	body := patientFixture(b)
-	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req, _ := http.NewRequest("POST", ts.Base+"/Patient", bytes.NewReader(body))
-			req.Header.Set("Content-Type", "application/fhir+json")
-			res, err := client.Do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			io.Copy(io.Discard, res.Body)
-			res.Body.Close()
-			if res.StatusCode != 201 {
-				b.Errorf("POST: status %d", res.StatusCode)
-				return
-			}
-		}
+	benchRequests(b, client, http.StatusCreated, func() *http.Request {
+		req, _ := http.NewRequest("POST", ts.Base+"/Patient", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/fhir+json")
+		return req
 	})
 }
