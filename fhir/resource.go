@@ -30,6 +30,10 @@ type Resource struct {
 	// Seq is the store's global, gap-free commit sequence number of this
 	// version: versions committed later have larger numbers.
 	Seq int64
+	// Index holds the search index values of the version. Service sets it
+	// on writes and stores keep it in their index tables (nil writes no
+	// index rows, as for a delete); reads leave it nil.
+	Index *Index
 }
 
 // Deleted reports whether this version records a delete.

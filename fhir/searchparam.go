@@ -3,6 +3,7 @@ package fhir
 import (
 	"slices"
 	"strings"
+	"sync"
 )
 
 // SearchParamType is the type of a search parameter: how its values are
@@ -104,4 +105,68 @@ func LookupSearchParam(resourceType, name string) (*SearchParam, bool) {
 		return nil, false
 	}
 	return ps[i], true
+}
+
+// SearchRegistry holds the search parameters in force: the generated table
+// (R4 and the CP-IS parameters shipped with it) and those added at run time
+// from SearchParameter resources. Its zero value is not usable; build it
+// with NewSearchRegistry. It is safe for concurrent use.
+type SearchRegistry struct {
+	mu    sync.RWMutex
+	extra map[string][]*SearchParam // by resource type, sorted by name
+}
+
+// NewSearchRegistry returns a registry holding the generated table.
+func NewSearchRegistry() *SearchRegistry {
+	return &SearchRegistry{extra: map[string][]*SearchParam{}}
+}
+
+// Lookup returns the parameter called name on resourceType, a run-time
+// addition first. It reports false if there is none.
+func (r *SearchRegistry) Lookup(resourceType, name string) (*SearchParam, bool) {
+	r.mu.RLock()
+	ps := r.extra[resourceType]
+	r.mu.RUnlock()
+	if i, ok := slices.BinarySearchFunc(ps, name, func(p *SearchParam, name string) int {
+		return strings.Compare(p.Name, name)
+	}); ok {
+		return ps[i], true
+	}
+	return LookupSearchParam(resourceType, name)
+}
+
+// Params returns the parameters of resourceType, sorted by name, run-time
+// additions replacing generated ones of the same name.
+func (r *SearchRegistry) Params(resourceType string) []*SearchParam {
+	base := SearchParams(resourceType)
+	r.mu.RLock()
+	extra := r.extra[resourceType]
+	r.mu.RUnlock()
+	if len(extra) == 0 {
+		return base
+	}
+	out := make([]*SearchParam, 0, len(base)+len(extra))
+	for _, p := range base {
+		if _, dup := slices.BinarySearchFunc(extra, p.Name, func(e *SearchParam, name string) int {
+			return strings.Compare(e.Name, name)
+		}); !dup {
+			out = append(out, p)
+		}
+	}
+	out = append(out, extra...)
+	slices.SortFunc(out, func(a, b *SearchParam) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Add makes p a parameter of each of the resource types, replacing one of
+// the same name added before. p must not be modified afterwards.
+func (r *SearchRegistry) Add(p *SearchParam, resourceTypes ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rt := range resourceTypes {
+		ps := slices.DeleteFunc(slices.Clone(r.extra[rt]), func(e *SearchParam) bool { return e.Name == p.Name })
+		ps = append(ps, p)
+		slices.SortFunc(ps, func(a, b *SearchParam) int { return strings.Compare(a.Name, b.Name) })
+		r.extra[rt] = ps
+	}
 }

@@ -28,6 +28,20 @@ type Store interface {
 	// uncommitted writes.
 	Write(ctx context.Context, fn func(tx Tx) error) error
 
+	// Search returns the page of s that starts after cursor (nil: the
+	// first page); backward asks for the page that ends before cursor
+	// instead. Only current, not deleted, versions match. Errors:
+	// IssueInvalid for a cursor the store did not make; IssueNotSupported
+	// for a search the store cannot run (the message names the parameter).
+	// See https://hl7.org/fhir/R4/search.html.
+	Search(ctx context.Context, s *Search, cursor Cursor, backward bool) (*SearchPage, error)
+
+	// Reindex recomputes the index rows of every current resource with
+	// index (called with each resource's type and canonical JSON), in
+	// batches, calling progress after each batch with the number done and
+	// the total. Writes may go on meanwhile.
+	Reindex(ctx context.Context, index func(typ string, body []byte) (*Index, error), progress func(done, total int)) error
+
 	// Ready reports whether the store can serve reads and writes.
 	Ready(ctx context.Context) error
 
