@@ -15,7 +15,10 @@ import (
 // types (all but Parameters, which has none).
 const (
 	wantResourceTypes  = 146
-	wantSpecificParams = 1697
+	wantSpecificParams = 1697 + wantCPISParams
+	// The CP-IS parameters shipped in internal/gen/cpis: Flag status,
+	// category and detail, Encounter service-type.
+	wantCPISParams = 4
 	// Binary, Bundle and Parameters are not DomainResources, so _text
 	// does not apply to them.
 	wantNotDomainResources = 3
@@ -213,7 +216,7 @@ func TestSearchParams(t *testing.T) {
 		want         []string
 	}{
 		{"Flag", []string{"_content", "_filter", "_has", "_id", "_lastUpdated", "_list", "_profile", "_query", "_security", "_source", "_tag", "_text", "_type",
-			"author", "date", "encounter", "identifier", "patient", "subject"}},
+			"author", "category", "date", "detail", "encounter", "identifier", "patient", "status", "subject"}},
 		{"Parameters", []string{"_content", "_filter", "_has", "_id", "_lastUpdated", "_list", "_profile", "_query", "_security", "_source", "_tag", "_type"}},
 		{"Nope", nil},
 	} {

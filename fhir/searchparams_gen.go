@@ -1250,6 +1250,7 @@ var spByType = map[string][]*SearchParam{
 		{Name: "reason-code", URL: "http://hl7.org/fhir/SearchParameter/Encounter-reason-code", Type: SearchParamToken, Expression: "Encounter.reasonCode", XPathUsage: "normal", MultipleOr: true, MultipleAnd: true},
 		{Name: "reason-reference", URL: "http://hl7.org/fhir/SearchParameter/Encounter-reason-reference", Type: SearchParamReference, Expression: "Encounter.reasonReference", XPathUsage: "normal", Targets: []string{"Condition", "ImmunizationRecommendation", "Observation", "Procedure"}, MultipleOr: true, MultipleAnd: true},
 		{Name: "service-provider", URL: "http://hl7.org/fhir/SearchParameter/Encounter-service-provider", Type: SearchParamReference, Expression: "Encounter.serviceProvider", XPathUsage: "normal", Targets: []string{"Organization"}, MultipleOr: true, MultipleAnd: true},
+		{Name: "service-type", URL: "https://fhir.cpis-fhir.org/SearchParameter/Encounter-service-type", Type: SearchParamToken, Expression: "Encounter.serviceType", XPathUsage: "normal", MultipleOr: true, MultipleAnd: true},
 		{Name: "special-arrangement", URL: "http://hl7.org/fhir/SearchParameter/Encounter-special-arrangement", Type: SearchParamToken, Expression: "Encounter.hospitalization.specialArrangement", XPathUsage: "normal", MultipleOr: true, MultipleAnd: true},
 		{Name: "status", URL: "http://hl7.org/fhir/SearchParameter/Encounter-status", Type: SearchParamToken, Expression: "Encounter.status", XPathUsage: "normal", MultipleOr: true, MultipleAnd: true},
 		{Name: "subject", URL: "http://hl7.org/fhir/SearchParameter/Encounter-subject", Type: SearchParamReference, Expression: "Encounter.subject", XPathUsage: "normal", Targets: []string{"Group", "Patient"}, MultipleOr: true, MultipleAnd: true},
@@ -1547,10 +1548,13 @@ var spByType = map[string][]*SearchParam{
 		&spCommon[11], // _text
 		&spCommon[12], // _type
 		{Name: "author", URL: "http://hl7.org/fhir/SearchParameter/Flag-author", Type: SearchParamReference, Expression: "Flag.author", XPathUsage: "normal", Targets: []string{"Device", "Organization", "Patient", "Practitioner", "PractitionerRole"}, MultipleOr: true, MultipleAnd: true},
+		{Name: "category", URL: "https://fhir.cpis-fhir.org/SearchParameter/Flag-category", Type: SearchParamToken, Expression: "Flag.category", XPathUsage: "normal", MultipleOr: true, MultipleAnd: true},
 		{Name: "date", URL: "http://hl7.org/fhir/SearchParameter/clinical-date", Type: SearchParamDate, Expression: "Flag.period", XPathUsage: "normal", Comparators: []string{"eq", "ne", "gt", "ge", "lt", "le", "sa", "eb", "ap"}, MultipleOr: true, MultipleAnd: true},
+		{Name: "detail", URL: "https://fhir.cpis-fhir.org/SearchParameter/Flag-detail", Type: SearchParamReference, Expression: "Flag.extension('http://hl7.org/fhir/StructureDefinition/flag-detail').value", XPathUsage: "normal", Targets: []string{"CarePlan", "CareTeam"}, MultipleOr: true, MultipleAnd: true},
 		{Name: "encounter", URL: "http://hl7.org/fhir/SearchParameter/clinical-encounter", Type: SearchParamReference, Expression: "Flag.encounter", XPathUsage: "normal", Targets: []string{"Encounter", "EpisodeOfCare"}, MultipleOr: true, MultipleAnd: true},
 		{Name: "identifier", URL: "http://hl7.org/fhir/SearchParameter/Flag-identifier", Type: SearchParamToken, Expression: "Flag.identifier", XPathUsage: "normal", MultipleOr: true, MultipleAnd: true},
 		{Name: "patient", URL: "http://hl7.org/fhir/SearchParameter/clinical-patient", Type: SearchParamReference, Expression: "Flag.subject.where(resolve() is Patient)", XPathUsage: "normal", Targets: []string{"Group", "Patient"}, MultipleOr: true, MultipleAnd: true},
+		{Name: "status", URL: "https://fhir.cpis-fhir.org/SearchParameter/Flag-status", Type: SearchParamToken, Expression: "Flag.status", XPathUsage: "normal", MultipleOr: true, MultipleAnd: true},
 		{Name: "subject", URL: "http://hl7.org/fhir/SearchParameter/Flag-subject", Type: SearchParamReference, Expression: "Flag.subject", XPathUsage: "normal", Targets: []string{"Group", "Location", "Medication", "Organization", "Patient", "PlanDefinition", "Practitioner", "Procedure"}, MultipleOr: true, MultipleAnd: true},
 	},
 	"Goal": {

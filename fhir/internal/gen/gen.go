@@ -133,6 +133,11 @@ func load(inDir string) (*model, error) {
 	if err := readJSON(filepath.Join(inDir, searchParamsFile), &sps); err != nil {
 		return nil, err
 	}
+	cpis, err := loadCPISSearchParams(filepath.Join(filepath.Dir(inDir), cpisDir))
+	if err != nil {
+		return nil, err
+	}
+	sps = append(sps, cpis...)
 	var cps []rawCapabilityParam
 	if err := readJSON(filepath.Join(inDir, baseCapabilityFile), &cps); err != nil {
 		return nil, err
@@ -544,4 +549,30 @@ func sortedKeys[V any](mp map[string]V) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// cpisDir, beside the R4 inputs, holds the CP-IS SearchParameter resources
+// that the product ships with the R4 table (R4 defines no status or
+// category parameter on Flag, for example).
+const cpisDir = "cpis"
+
+// loadCPISSearchParams reads the SearchParameter-*.json resources in dir.
+func loadCPISSearchParams(dir string) ([]rawSearchParam, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "SearchParameter-*.json"))
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("no CP-IS SearchParameter-*.json in %s", dir)
+	}
+	slices.Sort(files)
+	var out []rawSearchParam
+	for _, f := range files {
+		var sp rawSearchParam
+		if err := readJSON(f, &sp); err != nil {
+			return nil, err
+		}
+		out = append(out, sp)
+	}
+	return out, nil
 }
