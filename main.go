@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -43,6 +44,7 @@ const usage = `cpis runs the CP-IS FHIR R4 server.
 
 Usage:
   cpis serve [flags]    serve the FHIR API (cpis serve -h lists the flags)
+  cpis reindex [flags]  rebuild the search index of a data folder (cpis reindex -h)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,6 +59,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return m.Run(ctx)
+	case "reindex":
+		fs := flag.NewFlagSet("cpis reindex", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		dir := fs.String("data", "./cpis-data", "data folder")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		store, err := sqlite.Open(filepath.Join(*dir, "cpis.db"), sqlite.Config{})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		return reindex(ctx, store, fhir.NewSearchRegistry(), stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -119,6 +134,19 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	defer store.Close()
+	registry := fhir.NewSearchRegistry()
+	if v, err := store.IndexVersion(ctx); err != nil {
+		return err
+	} else if v != fhir.IndexVersion {
+		logger.Info("search index version changed: reindexing", "from", v, "to", fhir.IndexVersion)
+		if err := reindex(ctx, store, registry, m.Stdout); err != nil {
+			return err
+		}
+	}
+	cursorKey, err := loadKey(filepath.Join(m.DataDir, "cursor.key"))
+	if err != nil {
+		return err
+	}
 	codec, err := fhir.NewCodec()
 	if err != nil {
 		return err
@@ -128,6 +156,8 @@ func (m *Main) Run(ctx context.Context) error {
 		MaxBodyBytes: m.MaxBodyBytes,
 		Logger:       logger,
 		Version:      version,
+		Registry:     registry,
+		CursorKey:    cursorKey,
 	})
 	if err != nil {
 		return err
@@ -178,4 +208,46 @@ func displayAddr(a net.Addr) string {
 		return fmt.Sprintf("localhost:%d", ta.Port)
 	}
 	return a.String()
+}
+
+// reindex rebuilds the search index of every current resource, printing
+// progress, and records the index version.
+func reindex(ctx context.Context, store *sqlite.Store, registry *fhir.SearchRegistry, out io.Writer) error {
+	ix := fhir.NewIndexer(registry)
+	start := time.Now()
+	last := time.Time{}
+	err := store.Reindex(ctx, ix.Index, func(done, total int) {
+		if time.Since(last) > time.Second || done == total {
+			last = time.Now()
+			fmt.Fprintf(out, "cpis: reindexed %d of %d resources\n", done, total)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("reindex: %w", err)
+	}
+	if err := store.SetIndexVersion(ctx, fhir.IndexVersion); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "cpis: search index rebuilt in %s (index version %s)\n", time.Since(start).Round(time.Millisecond), fhir.IndexVersion)
+	return nil
+}
+
+// loadKey returns the 32-byte key kept in path, making it on first use. The
+// key seals search paging links, so that they stay valid across restarts.
+func loadKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil && len(b) == 32 {
+		return b, nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	b = make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return b, nil
 }

@@ -2,7 +2,10 @@ package conformance
 
 import (
 	"sort"
+	"strings"
 	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
 )
 
 // Level is where an interaction applies in the FHIR REST API.
@@ -54,6 +57,10 @@ type Options struct {
 	Date            time.Time
 	// ResourceTypes are the types served at the type and instance levels.
 	ResourceTypes []string
+	// SearchParams returns the search parameters usable on a type; when
+	// the search-type interaction is registered they are listed with the
+	// _include and _revinclude values they allow.
+	SearchParams func(resourceType string) []*fhir.SearchParam
 }
 
 // CapabilityStatement is the JSON shape of the R4 CapabilityStatement this
@@ -102,7 +109,21 @@ type Resource struct {
 	ConditionalRead   string            `json:"conditionalRead,omitempty"`
 	ConditionalUpdate *bool             `json:"conditionalUpdate,omitempty"`
 	ConditionalDelete string            `json:"conditionalDelete,omitempty"`
+	SearchInclude     []string          `json:"searchInclude,omitempty"`
+	SearchRevInclude  []string          `json:"searchRevInclude,omitempty"`
+	SearchParam       []SearchParam     `json:"searchParam,omitempty"`
 }
+
+// SearchParam is CapabilityStatement.rest.resource.searchParam.
+type SearchParam struct {
+	Name          string `json:"name"`
+	Definition    string `json:"definition,omitempty"`
+	Type          string `json:"type"`
+	Documentation string `json:"documentation,omitempty"`
+}
+
+// unsupportedParams are defined for every resource but not searchable here.
+var unsupportedParams = map[string]bool{"_content": true, "_text": true, "_filter": true, "_list": true, "_query": true, "_has": true, "_type": true}
 
 // CodeInteraction is an interaction entry: {"code": ...}.
 type CodeInteraction struct {
@@ -153,6 +174,9 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 		if has[Update] {
 			res.UpdateCreate = &t
 		}
+		if has[SearchType] && opts.SearchParams != nil {
+			addSearch(&res, opts.SearchParams, types)
+		}
 		rest.Resource = append(rest.Resource, res)
 	}
 	return &CapabilityStatement{
@@ -167,4 +191,36 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 		Format:         []string{"application/fhir+json", "json"},
 		Rest:           []Rest{rest},
 	}
+}
+
+// addSearch lists the searchable parameters of res.Type and the _include and
+// _revinclude values that follow its reference parameters.
+// See https://hl7.org/fhir/R4/capabilitystatement-definitions.html#CapabilityStatement.rest.resource.searchParam.
+func addSearch(res *Resource, params func(string) []*fhir.SearchParam, types []string) {
+	for _, p := range params(res.Type) {
+		if unsupportedParams[p.Name] || p.Type == fhir.SearchParamSpecial {
+			continue
+		}
+		res.SearchParam = append(res.SearchParam, SearchParam{Name: p.Name, Definition: p.URL, Type: string(p.Type)})
+		if p.Type == fhir.SearchParamReference {
+			res.SearchInclude = append(res.SearchInclude, res.Type+":"+p.Name)
+		}
+	}
+	if len(res.SearchInclude) > 0 {
+		res.SearchInclude = append([]string{"*"}, res.SearchInclude...)
+	}
+	for _, src := range types {
+		for _, p := range params(src) {
+			if p.Type != fhir.SearchParamReference {
+				continue
+			}
+			for _, tg := range p.Targets {
+				if tg == res.Type {
+					res.SearchRevInclude = append(res.SearchRevInclude, src+":"+p.Name)
+					break
+				}
+			}
+		}
+	}
+	sort.Slice(res.SearchRevInclude, func(i, j int) bool { return strings.Compare(res.SearchRevInclude[i], res.SearchRevInclude[j]) < 0 })
 }

@@ -144,3 +144,9 @@ type IndexPart struct {
 	Low      float64
 	High     float64
 }
+
+// IndexVersion names the version of the index extraction rules. Change it
+// whenever Indexer would produce different rows for the same resource; a
+// server started on a data folder indexed under another version rebuilds
+// the index before it serves (cpis reindex does it by hand).
+const IndexVersion = "1"

@@ -109,47 +109,75 @@ func LookupSearchParam(resourceType, name string) (*SearchParam, bool) {
 
 // SearchRegistry holds the search parameters in force: the generated table
 // (R4 and the CP-IS parameters shipped with it) and those added at run time
-// from SearchParameter resources. Its zero value is not usable; build it
-// with NewSearchRegistry. It is safe for concurrent use.
+// from SearchParameter resources. A run-time parameter is first added for
+// indexing only (Params, which the Indexer reads, has it; Lookup and
+// Searchable, which search and the CapabilityStatement read, do not), and
+// becomes searchable once Activate says the existing resources have been
+// reindexed. Its zero value is not usable; build it with NewSearchRegistry.
+// It is safe for concurrent use.
 type SearchRegistry struct {
-	mu    sync.RWMutex
-	extra map[string][]*SearchParam // by resource type, sorted by name
+	mu     sync.RWMutex
+	extra  map[string][]*SearchParam // by resource type, sorted by name
+	active map[*SearchParam]bool
 }
 
 // NewSearchRegistry returns a registry holding the generated table.
 func NewSearchRegistry() *SearchRegistry {
-	return &SearchRegistry{extra: map[string][]*SearchParam{}}
+	return &SearchRegistry{extra: map[string][]*SearchParam{}, active: map[*SearchParam]bool{}}
 }
 
-// Lookup returns the parameter called name on resourceType, a run-time
-// addition first. It reports false if there is none.
+func findParam(ps []*SearchParam, name string) (*SearchParam, bool) {
+	i, ok := slices.BinarySearchFunc(ps, name, func(p *SearchParam, name string) int {
+		return strings.Compare(p.Name, name)
+	})
+	if !ok {
+		return nil, false
+	}
+	return ps[i], true
+}
+
+// Lookup returns the searchable parameter called name on resourceType, an
+// active run-time addition first. It reports false if there is none.
 func (r *SearchRegistry) Lookup(resourceType, name string) (*SearchParam, bool) {
 	r.mu.RLock()
-	ps := r.extra[resourceType]
+	p, ok := findParam(r.extra[resourceType], name)
+	ok = ok && r.active[p]
 	r.mu.RUnlock()
-	if i, ok := slices.BinarySearchFunc(ps, name, func(p *SearchParam, name string) int {
-		return strings.Compare(p.Name, name)
-	}); ok {
-		return ps[i], true
+	if ok {
+		return p, true
 	}
 	return LookupSearchParam(resourceType, name)
 }
 
-// Params returns the parameters of resourceType, sorted by name, run-time
-// additions replacing generated ones of the same name.
+// Params returns the parameters to index on resourceType, sorted by name:
+// the generated ones and every run-time addition, active or not, additions
+// replacing generated parameters of the same name.
 func (r *SearchRegistry) Params(resourceType string) []*SearchParam {
+	return r.params(resourceType, false)
+}
+
+// Searchable returns the parameters that searches on resourceType may use,
+// sorted by name: as Params, without the run-time additions not yet active.
+func (r *SearchRegistry) Searchable(resourceType string) []*SearchParam {
+	return r.params(resourceType, true)
+}
+
+func (r *SearchRegistry) params(resourceType string, activeOnly bool) []*SearchParam {
 	base := SearchParams(resourceType)
 	r.mu.RLock()
-	extra := r.extra[resourceType]
+	var extra []*SearchParam
+	for _, p := range r.extra[resourceType] {
+		if !activeOnly || r.active[p] {
+			extra = append(extra, p)
+		}
+	}
 	r.mu.RUnlock()
 	if len(extra) == 0 {
 		return base
 	}
 	out := make([]*SearchParam, 0, len(base)+len(extra))
 	for _, p := range base {
-		if _, dup := slices.BinarySearchFunc(extra, p.Name, func(e *SearchParam, name string) int {
-			return strings.Compare(e.Name, name)
-		}); !dup {
+		if _, dup := findParam(extra, p.Name); !dup {
 			out = append(out, p)
 		}
 	}
@@ -158,15 +186,55 @@ func (r *SearchRegistry) Params(resourceType string) []*SearchParam {
 	return out
 }
 
-// Add makes p a parameter of each of the resource types, replacing one of
-// the same name added before. p must not be modified afterwards.
+// Add makes p a parameter of each of the resource types, for indexing only
+// until Activate(p); it replaces a run-time parameter of the same name
+// added before. p must not be modified afterwards.
 func (r *SearchRegistry) Add(p *SearchParam, resourceTypes ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rt := range resourceTypes {
-		ps := slices.DeleteFunc(slices.Clone(r.extra[rt]), func(e *SearchParam) bool { return e.Name == p.Name })
+		ps := slices.DeleteFunc(slices.Clone(r.extra[rt]), func(e *SearchParam) bool {
+			if e.Name == p.Name {
+				delete(r.active, e)
+				return true
+			}
+			return false
+		})
 		ps = append(ps, p)
 		slices.SortFunc(ps, func(a, b *SearchParam) int { return strings.Compare(a.Name, b.Name) })
 		r.extra[rt] = ps
 	}
 }
+
+// Activate makes p, added before, searchable.
+func (r *SearchRegistry) Activate(p *SearchParam) {
+	r.mu.Lock()
+	r.active[p] = true
+	r.mu.Unlock()
+}
+
+// Added returns the run-time parameters, each once, in the order of their
+// URLs, with whether each is active.
+func (r *SearchRegistry) Added() (params []*SearchParam, active []bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	seen := map[*SearchParam]bool{}
+	for _, ps := range r.extra {
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				params = append(params, p)
+			}
+		}
+	}
+	slices.SortFunc(params, func(a, b *SearchParam) int { return strings.Compare(a.URL, b.URL) })
+	for _, p := range params {
+		active = append(active, r.active[p])
+	}
+	return params, active
+}
+
+// IsCompartmentType reports whether t names a compartment: Device,
+// Encounter, Patient, Practitioner or RelatedPerson.
+// See https://hl7.org/fhir/R4/compartmentdefinition.html.
+func IsCompartmentType(t string) bool { return len(spCompartments[t]) > 0 }

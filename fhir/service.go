@@ -11,6 +11,10 @@ import (
 type Service struct {
 	Store Store
 	Codec *Codec
+	// Indexer, when set, computes the search index of every version
+	// written (Resource.Index), which the store keeps in the same
+	// transaction. See https://hl7.org/fhir/R4/search.html.
+	Indexer *Indexer
 }
 
 // Read returns the current version of type/id.
@@ -135,6 +139,11 @@ func (s *Service) put(tx Tx, p *Parsed, id string, version int64, method Method)
 		return nil, err
 	}
 	r := &Resource{Type: p.Type, ID: id, VersionID: version, LastUpdated: now, Method: method, JSON: b}
+	if s.Indexer != nil {
+		if r.Index, err = s.Indexer.Index(p.Type, b); err != nil {
+			return nil, err
+		}
+	}
 	if err := tx.Put(r); err != nil {
 		return nil, err
 	}

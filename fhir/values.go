@@ -31,7 +31,10 @@ func NormalizeString(s string) string {
 			b.WriteByte(' ')
 			space = false
 		}
-		b.WriteString(strings.ToLower(string(unicode.SimpleFold(unicode.ToLower(r)))))
+		// ToLower(ToUpper(r)) folds case to the common lower form ("ſ" and
+		// "S" to "s", the Kelvin sign to "k"); SimpleFold would move on
+		// along the fold orbit instead ("s" to "ſ").
+		b.WriteRune(unicode.ToLower(unicode.ToUpper(r)))
 	}
 	return b.String()
 }

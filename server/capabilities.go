@@ -11,5 +11,5 @@ import (
 )
 
 func (s *Server) capabilities(c *gin.Context) {
-	s.writeJSON(c, http.StatusOK, s.capability)
+	s.writeJSON(c, http.StatusOK, *s.capability.Load())
 }

@@ -31,6 +31,9 @@ func (s *Server) create(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if typ == "SearchParameter" {
+		s.searchParameterWritten(r)
+	}
 	s.writeWritten(c, http.StatusCreated, r, "created")
 }
 
@@ -51,6 +54,12 @@ func (s *Server) parseBody(c *gin.Context, typ string) (*fhir.Parsed, bool) {
 			Issues: []fhir.Issue{{Severity: fhir.SeverityError, Code: fhir.IssueInvalid,
 				Diagnostics: "resourceType " + p.Type + " does not match the URL's " + typ, Expression: []string{"resourceType"}}}})
 		return nil, false
+	}
+	if typ == "SearchParameter" {
+		if err := s.checkSearchParameter(body); err != nil {
+			s.fail(c, err)
+			return nil, false
+		}
 	}
 	return p, true
 }

@@ -101,7 +101,7 @@ func (s *Server) negotiate(c *gin.Context) {
 		s.fail(c, &statusError{http.StatusNotAcceptable, fhir.Errorf(fhir.IssueNotSupported, "the Accept header asks for a format this server does not produce; it supports JSON only (application/fhir+json)")})
 		return
 	}
-	if ct := c.GetHeader("Content-Type"); ct != "" && c.Request.ContentLength != 0 && !jsonMedia(ct) {
+	if ct := c.GetHeader("Content-Type"); ct != "" && c.Request.ContentLength != 0 && !jsonMedia(ct) && !searchForm(c, ct) {
 		s.fail(c, &statusError{http.StatusUnsupportedMediaType, fhir.Errorf(fhir.IssueNotSupported, "Content-Type %q is not supported; send JSON (application/fhir+json)", safeMedia(ct))})
 		return
 	}
@@ -117,6 +117,13 @@ func jsonFormat(f string) bool {
 	}
 	mt, _, err := mime.ParseMediaType(f)
 	return err == nil && jsonMediaType(mt)
+}
+
+// searchForm reports a form body posted to _search, the one non-JSON body
+// the API takes.
+func searchForm(c *gin.Context, ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == mediaForm && c.Request.Method == http.MethodPost && strings.HasSuffix(c.Request.URL.Path, "/_search")
 }
 
 func jsonMedia(ct string) bool {

@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cpis-fhir/cpis/conformance"
@@ -27,6 +29,15 @@ type Config struct {
 	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// Registry holds the search parameters in force; nil means the
+	// generated table alone.
+	Registry *fhir.SearchRegistry
+	// DefaultCount and MaxCount bound search pages; zero means 20 and
+	// 1000.
+	DefaultCount, MaxCount int
+	// CursorKey is the 16-, 24- or 32-byte AES key that seals paging links;
+	// empty means a random key, so that links do not outlive the process.
+	CursorKey []byte
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -39,7 +50,10 @@ type Server struct {
 	log        *slog.Logger
 	engine     *gin.Engine
 	routes     []conformance.Route
-	capability []byte
+	capability atomic.Pointer[[]byte]
+	registry   *fhir.SearchRegistry
+	cursors    *cursorSealer
+	sp         *searchParams
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
@@ -57,13 +71,29 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	s := &Server{
-		cfg:   cfg,
-		svc:   &fhir.Service{Store: store, Codec: codec},
-		codec: codec,
-		store: store,
-		log:   cfg.Logger,
+	if cfg.Registry == nil {
+		cfg.Registry = fhir.NewSearchRegistry()
 	}
+	if cfg.DefaultCount <= 0 {
+		cfg.DefaultCount = defaultCount
+	}
+	if cfg.MaxCount <= 0 {
+		cfg.MaxCount = maxCount
+	}
+	cursors, err := newCursorSealer(cfg.CursorKey)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		svc:      &fhir.Service{Store: store, Codec: codec, Indexer: fhir.NewIndexer(cfg.Registry)},
+		codec:    codec,
+		store:    store,
+		log:      cfg.Logger,
+		registry: cfg.Registry,
+		cursors:  cursors,
+	}
+	s.sp = &searchParams{s: s}
 	// gin's mode is process-wide; this server never wants its debug output.
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -82,18 +112,12 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	}
 	s.engine = e
 
-	cs := conformance.Build(conformance.Options{
-		BaseURL:         cfg.BaseURL,
-		SoftwareName:    "cpis",
-		SoftwareVersion: cfg.Version,
-		Date:            cfg.Now(),
-		ResourceTypes:   fhir.ResourceTypes,
-	}, s.routes)
-	b, err := json.Marshal(cs)
-	if err != nil {
-		return nil, fmt.Errorf("capability statement: %w", err)
+	if err := s.rebuildCapability(); err != nil {
+		return nil, err
 	}
-	s.capability = b
+	if err := s.loadSearchParameters(context.Background()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -110,17 +134,41 @@ func (s *Server) fhirRoutes() []route {
 	}
 	return []route{
 		r(http.MethodGet, "/metadata", conformance.Capabilities, s.capabilities),
+		r(http.MethodGet, "", conformance.SearchSystem, s.searchSystem),
+		r(http.MethodPost, "/_search", conformance.SearchSystem, s.searchSystem),
 		r(http.MethodGet, "/_history", conformance.HistorySystem, s.historySystem),
+		r(http.MethodGet, "/:type", conformance.SearchType, s.searchType),
 		r(http.MethodPost, "/:type", conformance.Create, s.create),
+		r(http.MethodPost, "/:type/_search", conformance.SearchType, s.searchType),
 		r(http.MethodGet, "/:type/_history", conformance.HistoryType, s.historyType),
 		r(http.MethodGet, "/:type/:id", conformance.Read, s.read),
 		r(http.MethodHead, "/:type/:id", conformance.Read, s.read),
 		r(http.MethodPut, "/:type/:id", conformance.Update, s.update),
 		r(http.MethodDelete, "/:type/:id", conformance.Delete, s.delete),
 		r(http.MethodGet, "/:type/:id/_history", conformance.HistoryInstance, s.historyInstance),
+		r(http.MethodGet, "/:type/:id/:ctype", conformance.SearchType, s.searchCompartment),
 		r(http.MethodGet, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
 		r(http.MethodHead, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
 	}
+}
+
+// rebuildCapability builds the CapabilityStatement from the routes and the
+// searchable parameters.
+func (s *Server) rebuildCapability() error {
+	cs := conformance.Build(conformance.Options{
+		BaseURL:         s.cfg.BaseURL,
+		SoftwareName:    "cpis",
+		SoftwareVersion: s.cfg.Version,
+		Date:            s.cfg.Now(),
+		ResourceTypes:   fhir.ResourceTypes,
+		SearchParams:    s.registry.Searchable,
+	}, s.routes)
+	b, err := json.Marshal(cs)
+	if err != nil {
+		return fmt.Errorf("capability statement: %w", err)
+	}
+	s.capability.Store(&b)
+	return nil
 }
 
 // Routes returns the registered FHIR routes.

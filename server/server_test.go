@@ -27,6 +27,7 @@ type testServer struct {
 	Store *sqlite.Store
 	Path  string // the SQLite file
 	Clock *fhirtest.Clock
+	srv   *server.Server
 	logMu sync.Mutex
 	log   bytes.Buffer
 }
@@ -67,6 +68,7 @@ func startServer(tb testing.TB, cfg server.Config) *testServer {
 	if err != nil {
 		tb.Fatalf("server.New: %v", err)
 	}
+	ts.srv = srv
 	ts.Server = httptest.NewServer(srv)
 	ts.Base = ts.URL + "/fhir"
 	tb.Cleanup(func() {

@@ -32,6 +32,9 @@ func (s *Server) update(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	if typ == "SearchParameter" {
+		s.searchParameterWritten(r)
+	}
 	if created {
 		s.writeWritten(c, http.StatusCreated, r, "created")
 		return

@@ -42,6 +42,11 @@ type Store struct {
 
 	readStmt, vreadStmt               *sql.Stmt
 	txRead, txInsertHistory, txUpsert *sql.Stmt
+	txIndex                           indexStmts // the writer's index row statements
+
+	stmts *stmtCache         // the read pool's search statements
+	pids  pidCache           // search parameter keys as readers see them
+	wpids map[paramKey]int64 // search parameter keys as the writer sees them, owned by the writer
 
 	mu     sync.RWMutex // guards closed against Write's send on reqs
 	closed bool
@@ -70,7 +75,7 @@ func Open(path string, cfg Config) (*Store, error) {
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
-	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{})}
+	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}}
 	var err error
 	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -93,6 +98,8 @@ func Open(path string, cfg Config) (*Store, error) {
 	}
 	s.rdb.SetMaxOpenConns(cfg.Readers)
 	s.rdb.SetMaxIdleConns(cfg.Readers)
+	s.stmts = newStmtCache(s.rdb, stmtCacheSize)
+	s.pids.init(s.rdb)
 	if err := s.prepare(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
@@ -117,12 +124,21 @@ func (s *Store) prepare(ctx context.Context) error {
 		prep func(context.Context, string) (*sql.Stmt, error)
 		sql  string
 	}{
-		{&s.readStmt, s.rdb.PrepareContext, selectVersion + `resource r JOIN history h ON h.seq = r.seq WHERE r.type = ? AND r.id = ?`},
+		{&s.readStmt, s.rdb.PrepareContext, selectVersion + `res r JOIN history h ON h.seq = r.seq WHERE r.type = ? AND r.id = ?`},
 		{&s.vreadStmt, s.rdb.PrepareContext, selectVersion + `history h WHERE h.type = ? AND h.id = ? AND h.version = ?`},
-		{&s.txRead, s.conn.PrepareContext, selectVersion + `resource r JOIN history h ON h.seq = r.seq WHERE r.type = ? AND r.id = ?`},
+		{&s.txRead, s.conn.PrepareContext, selectVersion + `res r JOIN history h ON h.seq = r.seq WHERE r.type = ? AND r.id = ?`},
 		{&s.txInsertHistory, s.conn.PrepareContext, `INSERT INTO history (type, id, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&s.txUpsert, s.conn.PrepareContext, `INSERT INTO resource (type, id, version, seq) VALUES (?, ?, ?, ?)
-			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq`},
+		{&s.txUpsert, s.conn.PrepareContext, `INSERT INTO res (type, id, version, seq, last_updated, deleted) VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq,
+			last_updated = excluded.last_updated, deleted = excluded.deleted
+			RETURNING rid`},
+	}
+	for _, st := range s.txIndex.all() {
+		stmts = append(stmts, struct {
+			dst  **sql.Stmt
+			prep func(context.Context, string) (*sql.Stmt, error)
+			sql  string
+		}{st.dst, s.conn.PrepareContext, st.sql})
 	}
 	for _, st := range stmts {
 		stmt, err := st.prep(ctx, st.sql)
@@ -302,6 +318,14 @@ func (s *Store) closeDBs() error {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
+	}
+	for _, st := range s.txIndex.all() {
+		if *st.dst != nil {
+			errs = append(errs, (*st.dst).Close())
+		}
+	}
+	if s.stmts != nil {
+		errs = append(errs, s.stmts.close())
 	}
 	if s.conn != nil {
 		errs = append(errs, s.conn.Close())

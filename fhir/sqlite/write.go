@@ -54,7 +54,11 @@ func (s *Store) writer() {
 func (s *Store) commit(batch []*writeReq) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
+	var wtx *tx
 	fail := func(err error) {
+		if wtx != nil {
+			wtx.forget(0) // keys the rolled back commit added are gone
+		}
 		for i, r := range batch {
 			if errs[i] == nil {
 				errs[i] = err
@@ -70,14 +74,14 @@ func (s *Store) commit(batch []*writeReq) {
 	if now.Before(s.last) {
 		now = s.last
 	}
-	tx := &tx{s: s, ctx: ctx, now: now}
+	wtx = &tx{s: s, ctx: ctx, now: now}
 	wrote := false
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
 			errs[i] = err
 			continue
 		}
-		if err := s.runSavepoint(ctx, tx, r.fn); err != nil {
+		if err := s.runSavepoint(ctx, wtx, r.fn); err != nil {
 			errs[i] = err
 			if errors.Is(err, errSavepoint) {
 				s.conn.ExecContext(ctx, "ROLLBACK")
@@ -96,6 +100,7 @@ func (s *Store) commit(batch []*writeReq) {
 	if wrote {
 		s.last = now
 	}
+	wtx.added = wtx.added[:0]
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
@@ -110,11 +115,13 @@ func (s *Store) runSavepoint(ctx context.Context, tx *tx, fn func(fhir.Tx) error
 	if _, err := s.conn.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 		return fmt.Errorf("%w: %v", errSavepoint, err)
 	}
+	mark := len(tx.added)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sqlite: write function panicked: %v", p)
 		}
 		if err != nil {
+			tx.forget(mark)
 			if _, rerr := s.conn.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
 				err = fmt.Errorf("%w: %v", errSavepoint, rerr)
 				return
@@ -132,6 +139,9 @@ type tx struct {
 	s   *Store
 	ctx context.Context
 	now time.Time
+	// added lists the search parameter keys this commit inserted, so that
+	// a rollback can drop them from the writer's cache.
+	added []paramKey
 }
 
 func (t *tx) Now() time.Time { return t.now }
@@ -144,6 +154,10 @@ func (t *tx) Read(typ, id string) (*fhir.Resource, error) {
 	return r, err
 }
 
+// Put implements fhir.Tx: it appends the version to history, makes it the
+// resource's current version and replaces the resource's index rows with
+// r.Index's (none for a nil Index, such as a delete's), all inside the
+// write's savepoint.
 func (t *tx) Put(r *fhir.Resource) error {
 	var body any
 	if r.JSON != nil {
@@ -156,7 +170,16 @@ func (t *tx) Put(r *fhir.Resource) error {
 	if r.Seq, err = res.LastInsertId(); err != nil {
 		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
 	}
-	if _, err := t.s.txUpsert.ExecContext(t.ctx, r.Type, r.ID, r.VersionID, r.Seq); err != nil {
+	deleted := 0
+	if r.Deleted() {
+		deleted = 1
+	}
+	var rid int64
+	if err := t.s.txUpsert.QueryRowContext(t.ctx, r.Type, r.ID, r.VersionID, r.Seq, r.LastUpdated.UnixMilli(), deleted).Scan(&rid); err != nil {
+		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
+	}
+	// Version 1 is the resource's first row, so it has no index rows yet.
+	if err := t.replaceIndex(rid, r.Type, r.VersionID > 1, r.Index); err != nil {
 		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
 	}
 	return nil

@@ -72,7 +72,19 @@ type model struct {
 	commonBase    []string                       // commonBase[i] is the base of common[i]
 	byType        map[string][]entry             // per resource type, sorted by name
 	compartments  map[string]map[string][]string // compartment → resource type → params
+	elements      map[string]rawElements         // resource type → summary and mandatory elements
 }
+
+// rawElements lists a resource type's top-level elements that are in the
+// summary (isSummary) and that are mandatory (min > 0), as named in the
+// StructureDefinition (choice elements keep their [x]).
+type rawElements struct {
+	Summary   []string `json:"summary"`
+	Mandatory []string `json:"mandatory"`
+}
+
+// summaryElementsFile is the input of summary_gen.go.
+const summaryElementsFile = "summaryelements.json"
 
 // entry is one parameter of a resource type: either common[commonIndex]
 // (when commonIndex >= 0) or p.
@@ -108,6 +120,7 @@ func generate(inDir string) ([]genFile, error) {
 		{"resourcetypes_gen.go", emitResourceTypes},
 		{"searchparams_gen.go", emitSearchParams},
 		{"compartments_gen.go", emitCompartments},
+		{"summary_gen.go", emitSummary},
 	} {
 		var buf bytes.Buffer
 		buf.WriteString(header)
@@ -261,6 +274,14 @@ func load(inDir string) (*model, error) {
 
 	if err := loadCompartments(inDir, m); err != nil {
 		return nil, err
+	}
+	if err := readJSON(filepath.Join(inDir, summaryElementsFile), &m.elements); err != nil {
+		return nil, err
+	}
+	for _, rt := range m.resourceTypes {
+		if _, ok := m.elements[rt]; !ok {
+			return nil, fmt.Errorf("%s: %s has no entry for %s", summaryElementsFile, rt, rt)
+		}
 	}
 	return m, nil
 }
@@ -575,4 +596,24 @@ func loadCPISSearchParams(dir string) ([]rawSearchParam, error) {
 		out = append(out, sp)
 	}
 	return out, nil
+}
+
+func emitSummary(b *bytes.Buffer, m *model) {
+	b.WriteString("// spElements maps each resource type to its top-level elements in the\n")
+	b.WriteString("// summary (isSummary) and its mandatory ones (min > 0), as the R4\n")
+	b.WriteString("// StructureDefinitions name them (choice elements end in [x]).\n")
+	b.WriteString("// See https://hl7.org/fhir/R4/search.html#summary.\n")
+	b.WriteString("var spElements = map[string]struct{ summary, mandatory []string }{\n")
+	for _, rt := range m.resourceTypes {
+		e := m.elements[rt]
+		fmt.Fprintf(b, "%q: {%s, %s},\n", rt, goStrings(e.Summary), goStrings(e.Mandatory))
+	}
+	b.WriteString("}\n")
+}
+
+func goStrings(ss []string) string {
+	if len(ss) == 0 {
+		return "nil"
+	}
+	return "[]string{" + strings.Join(quoteAll(ss), ", ") + "}"
 }

@@ -1,0 +1,260 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/cpis-fhir/cpis/fhir"
+)
+
+// paramKey names a search parameter as the index tables key it: the
+// resource type and the parameter's code (with a modifier suffix for the
+// derived rows, "subject:identifier"). Parameters defined on every resource
+// (codes starting with "_") have an empty type, so that one key serves
+// every type and a system search finds them across types.
+type paramKey struct{ typ, code string }
+
+func keyOf(typ, code string) paramKey {
+	if strings.HasPrefix(code, "_") {
+		typ = ""
+	}
+	return paramKey{typ, code}
+}
+
+// indexStmts are the writer's prepared statements for index rows.
+type indexStmts struct {
+	pidSelect, pidInsert *sql.Stmt
+
+	insToken, insString, insReference, insDate, insNumber, insQuantity, insURI, insComposite *sql.Stmt
+	delToken, delString, delReference, delDate, delNumber, delQuantity, delURI, delComposite *sql.Stmt
+
+	version *sql.Stmt // the current version of a rid, for Reindex
+}
+
+type stmtDef struct {
+	dst **sql.Stmt
+	sql string
+}
+
+func (x *indexStmts) all() []stmtDef {
+	return []stmtDef{
+		{&x.pidSelect, `SELECT pid FROM search_param WHERE type = ? AND code = ?`},
+		{&x.pidInsert, `INSERT INTO search_param (type, code) VALUES (?, ?)`},
+		{&x.insToken, `INSERT OR IGNORE INTO idx_token (pid, code, system, rid) VALUES (?, ?, ?, ?)`},
+		{&x.insString, `INSERT OR IGNORE INTO idx_string (pid, norm, exact, rid) VALUES (?, ?, ?, ?)`},
+		{&x.insReference, `INSERT OR IGNORE INTO idx_reference (pid, ref_id, ref_type, url, version, rid) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&x.insDate, `INSERT OR IGNORE INTO idx_date (pid, low, high, rid) VALUES (?, ?, ?, ?)`},
+		{&x.insNumber, `INSERT OR IGNORE INTO idx_number (pid, value, low, high, rid) VALUES (?, ?, ?, ?, ?)`},
+		{&x.insQuantity, `INSERT OR IGNORE INTO idx_quantity (pid, value, low, high, system, code, unit, rid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&x.insURI, `INSERT OR IGNORE INTO idx_uri (pid, uri, rid) VALUES (?, ?, ?)`},
+		{&x.insComposite, `INSERT OR IGNORE INTO idx_composite (rid, pid, cid, part, system, code, unit, norm, exact, ref_type, ref_id, url, uri, value, low, high)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
+		{&x.delToken, `DELETE FROM idx_token WHERE rid = ?`},
+		{&x.delString, `DELETE FROM idx_string WHERE rid = ?`},
+		{&x.delReference, `DELETE FROM idx_reference WHERE rid = ?`},
+		{&x.delDate, `DELETE FROM idx_date WHERE rid = ?`},
+		{&x.delNumber, `DELETE FROM idx_number WHERE rid = ?`},
+		{&x.delQuantity, `DELETE FROM idx_quantity WHERE rid = ?`},
+		{&x.delURI, `DELETE FROM idx_uri WHERE rid = ?`},
+		{&x.delComposite, `DELETE FROM idx_composite WHERE rid = ?`},
+		{&x.version, `SELECT version, deleted FROM res WHERE rid = ?`},
+	}
+}
+
+// pid returns the key of the parameter code on typ, adding it to
+// search_param if it is new. The writer's cache remembers keys; a key
+// added by a savepoint or commit that is rolled back is forgotten again
+// (see tx.forget), so the cache never holds a key the database lost.
+func (t *tx) pid(typ, code string) (int64, error) {
+	k := keyOf(typ, code)
+	if id, ok := t.s.wpids[k]; ok {
+		return id, nil
+	}
+	var id int64
+	err := t.s.txIndex.pidSelect.QueryRowContext(t.ctx, k.typ, k.code).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		res, err := t.s.txIndex.pidInsert.ExecContext(t.ctx, k.typ, k.code)
+		if err != nil {
+			return 0, err
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return 0, err
+		}
+		t.added = append(t.added, k)
+	} else if err != nil {
+		return 0, err
+	}
+	t.s.wpids[k] = id
+	return id, nil
+}
+
+// forget drops from the writer's cache the keys added since mark.
+func (t *tx) forget(mark int) {
+	for _, k := range t.added[mark:] {
+		delete(t.s.wpids, k)
+	}
+	t.added = t.added[:mark]
+}
+
+// replaceIndex makes idx the index rows of rid: it deletes the rows an
+// earlier version left (when old is true) and inserts idx's (none when idx
+// is nil).
+func (t *tx) replaceIndex(rid int64, typ string, old bool, idx *fhir.Index) error {
+	x := &t.s.txIndex
+	ctx := t.ctx
+	if old {
+		for _, st := range []*sql.Stmt{x.delToken, x.delString, x.delReference, x.delDate, x.delNumber, x.delQuantity, x.delURI, x.delComposite} {
+			if _, err := st.ExecContext(ctx, rid); err != nil {
+				return fmt.Errorf("delete index rows: %w", err)
+			}
+		}
+	}
+	if idx == nil {
+		return nil
+	}
+	ins := func(st *sql.Stmt, args ...any) error {
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("insert index row: %w", err)
+		}
+		return nil
+	}
+	// Rows come grouped by parameter, so the last key looked up is the
+	// next one's more often than not.
+	var lastCode string
+	var lastPid int64
+	pid := func(code string) (int64, error) {
+		if code == lastCode && lastPid != 0 {
+			return lastPid, nil
+		}
+		id, err := t.pid(typ, code)
+		if err != nil {
+			return 0, fmt.Errorf("search parameter key: %w", err)
+		}
+		lastCode, lastPid = code, id
+		return id, nil
+	}
+	for _, v := range idx.Tokens {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		if err := ins(x.insToken, p, v.Code, v.System, rid); err != nil {
+			return err
+		}
+	}
+	for _, v := range idx.Strings {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		if err := ins(x.insString, p, v.Norm, v.Exact, rid); err != nil {
+			return err
+		}
+	}
+	for _, v := range idx.References {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		if err := ins(x.insReference, p, v.ID, v.Type, v.URL, v.Version, rid); err != nil {
+			return err
+		}
+	}
+	for _, v := range idx.Dates {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		if err := ins(x.insDate, p, v.Low, v.High, rid); err != nil {
+			return err
+		}
+	}
+	for _, v := range idx.Numbers {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		if err := ins(x.insNumber, p, v.Value, v.Low, v.High, rid); err != nil {
+			return err
+		}
+	}
+	for _, v := range idx.Quantities {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		if err := ins(x.insQuantity, p, v.Value, v.Low, v.High, v.System, v.Code, v.Unit, rid); err != nil {
+			return err
+		}
+	}
+	for _, v := range idx.URIs {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		if err := ins(x.insURI, p, v.URI, rid); err != nil {
+			return err
+		}
+	}
+	for cid, v := range idx.Composites {
+		p, err := pid(v.Param)
+		if err != nil {
+			return err
+		}
+		for part, c := range v.Parts {
+			low, high := any(c.Low), any(c.High)
+			if c.Type == fhir.SearchParamDate {
+				low, high = c.DateLow, c.DateHigh
+			}
+			if err := ins(x.insComposite, rid, p, cid, part, c.System, c.Code, "", c.Norm, c.Exact,
+				c.RefType, c.RefID, c.URL, c.URI, c.Value, low, high); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// pidCache maps parameter keys to pids for readers. It holds only keys
+// found in the database (committed), so a parameter first written after a
+// lookup is found by the next one. It is safe for concurrent use.
+type pidCache struct {
+	db *sql.DB
+	mu sync.RWMutex
+	m  map[paramKey]int64
+}
+
+func (c *pidCache) init(db *sql.DB) {
+	c.db, c.m = db, map[paramKey]int64{}
+}
+
+// get returns the pid of code on typ, or 0 (which no row has) if no row of
+// the parameter was ever written.
+func (c *pidCache) get(ctx context.Context, stmts *stmtCache, typ, code string) (int64, error) {
+	k := keyOf(typ, code)
+	c.mu.RLock()
+	id, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return id, nil
+	}
+	st, err := stmts.get(ctx, `SELECT pid FROM search_param WHERE type = ? AND code = ?`)
+	if err != nil {
+		return 0, err
+	}
+	err = st.QueryRowContext(ctx, k.typ, k.code).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("search parameter key: %w", err)
+	}
+	c.mu.Lock()
+	c.m[k] = id
+	c.mu.Unlock()
+	return id, nil
+}

@@ -1,0 +1,84 @@
+package server
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+
+	"github.com/cpis-fhir/cpis/fhir"
+)
+
+// pageState is what a paging link carries: the search as the server
+// understood it (its query parameters, without values the server ignored)
+// and the position in it. It is sealed with AES-GCM under the server's
+// cursor key, so links are opaque (no NHS number or other search value can
+// be read from them, or from the proxy logs that record them) and
+// tamper-proof (a changed link fails to open and is refused).
+type pageState struct {
+	// Type is the searched type ("" for a system search), Compartment the
+	// compartment ("Patient/123") or "".
+	Type        string `json:"t,omitempty"`
+	Compartment string `json:"c,omitempty"`
+	// Query is the url.Values encoding of the search parameters.
+	Query string `json:"q"`
+	// Cursor and Backward are the store's position.
+	Cursor   []byte `json:"p,omitempty"`
+	Backward bool   `json:"b,omitempty"`
+}
+
+// cursorSealer seals and opens page states. It is safe for concurrent use.
+type cursorSealer struct {
+	aead cipher.AEAD
+}
+
+func newCursorSealer(key []byte) (*cursorSealer, error) {
+	if len(key) == 0 {
+		key = make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return nil, fmt.Errorf("cursor key: %w", err)
+		}
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("cursor key: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("cursor key: %w", err)
+	}
+	return &cursorSealer{aead: aead}, nil
+}
+
+func (cs *cursorSealer) seal(st pageState) string {
+	plain, _ := json.Marshal(st)
+	nonce := make([]byte, cs.aead.NonceSize(), cs.aead.NonceSize()+len(plain)+cs.aead.Overhead())
+	rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(cs.aead.Seal(nonce, nonce, plain, nil))
+}
+
+var errBadCursor = fhir.Errorf(fhir.IssueInvalid, "_cursor is not a paging link this server made (or it was made with another key); run the search again")
+
+func (cs *cursorSealer) open(s string) (pageState, url.Values, error) {
+	var st pageState
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	ns := cs.aead.NonceSize()
+	if err != nil || len(b) < ns+cs.aead.Overhead() {
+		return st, nil, errBadCursor
+	}
+	plain, err := cs.aead.Open(nil, b[:ns], b[ns:], nil)
+	if err != nil {
+		return st, nil, errBadCursor
+	}
+	if err := json.Unmarshal(plain, &st); err != nil {
+		return st, nil, errBadCursor
+	}
+	q, err := url.ParseQuery(st.Query)
+	if err != nil {
+		return st, nil, errBadCursor
+	}
+	return st, q, nil
+}
