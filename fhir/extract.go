@@ -20,6 +20,14 @@ import (
 // type. See https://hl7.org/fhir/R4/search.html#ptypes and
 // https://hl7.org/fhir/R4/searchparameter.html.
 //
+// A reference parameter narrowed by type, such as CareTeam's patient
+// ("CareTeam.subject.where(resolve() is Patient)"), cannot tell the type of
+// a Reference that has only an identifier, which is how CP-IS writes a
+// subject known by NHS number. The Indexer then keeps that identifier as
+// the parameter's "<code>:identifier" row all the same, so that
+// CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|... (the
+// national CP-IS API) finds it; the reference itself is not indexed.
+//
 // Expressions are compiled once and cached, so parameters added to the
 // registry at run time are indexed from the next call on. An Indexer is
 // safe for concurrent use; its zero value is not usable (use NewIndexer).
@@ -104,6 +112,11 @@ func (ix *Indexer) plans(typ string) []*paramPlan {
 func (ix *Indexer) plan(p *SearchParam) *paramPlan {
 	pl := newParamPlan(p.Name, p.Type)
 	pl.x = ix.compile(p.Expression)
+	if p.Type == SearchParamReference {
+		if base, ok := withoutResolveIs(p.Expression); ok {
+			pl.untyped = ix.compile(base)
+		}
+	}
 	if p.Type == SearchParamComposite {
 		if len(p.Components) == 0 {
 			pl.x = nil
@@ -141,6 +154,24 @@ type paramPlan struct {
 	// Params of the derived rows for :text, :identifier and :of-type.
 	name, text, identifier, ofType string
 	components                     []*paramPlan
+	// untyped, for a reference parameter narrowed by resolve() is T, is
+	// the expression without those filters, whose References of unknown
+	// type give identifier rows.
+	untyped *fhirpath.Expression
+}
+
+// withoutResolveIs returns expr with the filters ".where(resolve() is T)"
+// ending each of its " | " parts removed; ok is false if it has none.
+func withoutResolveIs(expr string) (base string, ok bool) {
+	parts := strings.Split(expr, " | ")
+	for i, part := range parts {
+		j := strings.LastIndex(part, ".where(resolve() is ")
+		if j < 0 || !strings.HasSuffix(part, ")") || !IsResourceType(part[j+len(".where(resolve() is "):len(part)-1]) {
+			continue
+		}
+		parts[i], ok = part[:j], true
+	}
+	return strings.Join(parts, " | "), ok
 }
 
 func newParamPlan(name string, typ SearchParamType) *paramPlan {
@@ -198,8 +229,44 @@ func (pl *paramPlan) index(idx *Index, root fhirpath.Node) bool {
 			pl.add(idx, n)
 		}
 	}
+	if pl.untyped != nil {
+		all, err := pl.untyped.Evaluate(root)
+		if err != nil {
+			m.truncate(idx)
+			return false
+		}
+		for _, n := range all {
+			pl.untypedIdentifier(idx, n)
+		}
+	}
 	m.dedup(idx)
 	return true
+}
+
+// untypedIdentifier adds the identifier row of n if n is a Reference whose
+// target type cannot be told (no type, and no literal reference naming
+// one).
+func (pl *paramPlan) untypedIdentifier(idx *Index, n fhirpath.Node) {
+	if n.Type != "Reference" {
+		return
+	}
+	m := n.Object()
+	if str(m, "type") != "" {
+		return
+	}
+	if ref := str(m, "reference"); ref != "" {
+		if r, ok := parseReference(ref); ok && r.Type != "" {
+			return
+		}
+		if ref[0] == '#' {
+			return
+		}
+	}
+	if id, ok := m["identifier"].(map[string]any); ok {
+		if system, value := str(id, "system"), str(id, "value"); system != "" || value != "" {
+			idx.Tokens = append(idx.Tokens, IndexToken{Param: pl.identifier, System: system, Code: value})
+		}
+	}
 }
 
 // add adds the rows of one item n of the parameter's expression result.

@@ -247,6 +247,57 @@ var extractCases = []extractCase{
 		},
 	},
 	{
+		name: "CareTeam with subject by identifier only (national CP-IS API)",
+		typ:  "CareTeam",
+		body: `{"resourceType":"CareTeam","id":"ct2","status":"active",
+			"subject":{"identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}}}`,
+		want: map[string][]string{
+			"subject":            {},
+			"subject:identifier": {"token https://fhir.nhs.uk/Id/nhs-number|9990000018"},
+			// resolve() cannot tell the type, so the identifier is kept
+			// for patient:identifier.
+			"patient":            {},
+			"patient:identifier": {"token https://fhir.nhs.uk/Id/nhs-number|9990000018"},
+		},
+	},
+	{
+		name: "Flag with a Group subject",
+		typ:  "Flag",
+		body: `{"resourceType":"Flag","id":"f3","status":"active","code":{"text":"Household"},
+			"subject":{"reference":"Group/g1","identifier":{"system":"https://fhir.example.org/Id/household","value":"H-1"}}}`,
+		want: map[string][]string{
+			"subject":            {"ref Group/g1"},
+			"subject:identifier": {"token https://fhir.example.org/Id/household|H-1"},
+			// The reference names a Group, so it is no patient.
+			"patient":            {},
+			"patient:identifier": {},
+		},
+	},
+	{
+		name: "AuditEvent patient over a union",
+		typ:  "AuditEvent",
+		body: `{"resourceType":"AuditEvent","id":"ae1",
+			"type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110110"},
+			"recorded":"2024-05-01T10:15:00Z",
+			"agent":[{"who":{"identifier":{"system":"https://fhir.nhs.uk/Id/sds-user-id","value":"555555555555"}},"requestor":true},
+				{"who":{"reference":"Organization/la-leeds"},"requestor":false}],
+			"source":{"observer":{"reference":"Device/cpis"}},
+			"entity":[{"what":{"reference":"Patient/p1","identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000018"}}},
+				{"what":{"type":"Patient","identifier":{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000026"}}}]}`,
+		want: map[string][]string{
+			"patient": {"ref Patient/p1"},
+			// The agent's identifier-only reference is of unknown type too.
+			"patient:identifier": {
+				"token https://fhir.nhs.uk/Id/sds-user-id|555555555555",
+				"token https://fhir.nhs.uk/Id/nhs-number|9990000018",
+				"token https://fhir.nhs.uk/Id/nhs-number|9990000026",
+			},
+			"agent":            {"ref Organization/la-leeds"},
+			"agent:identifier": {"token https://fhir.nhs.uk/Id/sds-user-id|555555555555"},
+			"date":             {"date 2024-05-01T10:15:00.000Z 2024-05-01T10:15:00.999Z"},
+		},
+	},
+	{
 		name: "Observation body weight",
 		typ:  "Observation",
 		body: `{"resourceType":"Observation","id":"o1","status":"final",
@@ -711,5 +762,43 @@ func TestService_Index(t *testing.T) {
 	}
 	if r.Index != nil {
 		t.Errorf("Create(Patient) without Indexer: Index = %+v, want nil", r.Index)
+	}
+}
+
+// TestIndexer_Concurrent indexes from several goroutines while parameters
+// are added, for the race detector; every goroutine must get the same rows.
+func TestIndexer_Concurrent(t *testing.T) {
+	reg := fhir.NewSearchRegistry()
+	ix := fhir.NewIndexer(reg)
+	body := []byte(extractCases[0].body)
+	want, err := ix.Index("Patient", body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFamily := render(want)["family"]
+	done := make(chan error)
+	for g := range 4 {
+		go func() {
+			for i := range 50 {
+				if g == 0 && i%10 == 0 {
+					reg.Add(&fhir.SearchParam{Name: fmt.Sprintf("extra-%d", i), Type: fhir.SearchParamToken, Expression: "Patient.gender"}, "Patient")
+				}
+				idx, err := ix.Index("Patient", body)
+				if err != nil {
+					done <- err
+					return
+				}
+				if got := render(idx)["family"]; !slices.Equal(got, wantFamily) {
+					done <- fmt.Errorf("family rows %q, want %q", got, wantFamily)
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
 	}
 }

@@ -57,7 +57,7 @@ func TestCapabilities(t *testing.T) {
 		}
 	}
 	sort.Strings(srvCodes)
-	want := []string{"create", "delete", "history-instance", "history-type", "read", "update", "vread"}
+	want := []string{"create", "delete", "history-instance", "history-type", "read", "search-type", "update", "vread"}
 	if len(srvCodes) != len(want) {
 		t.Fatalf("Patient interactions %v, want %v", srvCodes, want)
 	}
@@ -67,8 +67,8 @@ func TestCapabilities(t *testing.T) {
 			break
 		}
 	}
-	if len(cs.Rest[0].Interaction) != 1 || cs.Rest[0].Interaction[0].Code != "history-system" {
-		t.Errorf("system interactions %v, want [history-system]", cs.Rest[0].Interaction)
+	if len(cs.Rest[0].Interaction) != 2 || cs.Rest[0].Interaction[0].Code != "search-system" || cs.Rest[0].Interaction[1].Code != "history-system" {
+		t.Errorf("system interactions %v, want [search-system history-system]", cs.Rest[0].Interaction)
 	}
 }
 

@@ -57,6 +57,9 @@ type Collection []Node
 // Numbers keep their text (json.Number) so decimals keep their precision.
 // Decode fails if body is not a JSON object with a string resourceType.
 func Decode(body []byte) (Node, error) {
+	if m, ok := decodeObject(body); ok {
+		return Resource(m)
+	}
 	d := json.NewDecoder(bytes.NewReader(body))
 	d.UseNumber()
 	var m map[string]any
