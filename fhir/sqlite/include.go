@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -68,7 +69,7 @@ func (s *Store) include(ctx context.Context, rd *reader, q *fhir.Search, matches
 			}
 			add(hs)
 		}
-		slices.SortFunc(added, func(a, b hit) int { return int(a.rid - b.rid) })
+		slices.SortFunc(added, func(a, b hit) int { return cmp.Compare(a.rid, b.rid) })
 		if room := maxIncluded - len(out); len(added) > room {
 			added = added[:room]
 		}

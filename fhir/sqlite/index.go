@@ -29,7 +29,6 @@ func keyOf(typ, code string) paramKey {
 type indexStmts struct {
 	pidSelect, pidInsert *sql.Stmt
 
-	insToken, insString, insReference, insDate, insNumber, insQuantity, insURI, insComposite *sql.Stmt
 	delToken, delString, delReference, delDate, delNumber, delQuantity, delURI, delComposite *sql.Stmt
 
 	version *sql.Stmt // the current version of a rid, for Reindex
@@ -44,15 +43,6 @@ func (x *indexStmts) all() []stmtDef {
 	return []stmtDef{
 		{&x.pidSelect, `SELECT pid FROM search_param WHERE type = ? AND code = ?`},
 		{&x.pidInsert, `INSERT INTO search_param (type, code) VALUES (?, ?)`},
-		{&x.insToken, `INSERT OR IGNORE INTO idx_token (pid, code, system, rid) VALUES (?, ?, ?, ?)`},
-		{&x.insString, `INSERT OR IGNORE INTO idx_string (pid, norm, exact, rid) VALUES (?, ?, ?, ?)`},
-		{&x.insReference, `INSERT OR IGNORE INTO idx_reference (pid, ref_id, ref_type, url, version, rid) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&x.insDate, `INSERT OR IGNORE INTO idx_date (pid, low, high, rid) VALUES (?, ?, ?, ?)`},
-		{&x.insNumber, `INSERT OR IGNORE INTO idx_number (pid, value, low, high, rid) VALUES (?, ?, ?, ?, ?)`},
-		{&x.insQuantity, `INSERT OR IGNORE INTO idx_quantity (pid, value, low, high, system, code, unit, rid) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&x.insURI, `INSERT OR IGNORE INTO idx_uri (pid, uri, rid) VALUES (?, ?, ?)`},
-		{&x.insComposite, `INSERT OR IGNORE INTO idx_composite (rid, pid, cid, part, system, code, unit, norm, exact, ref_type, ref_id, url, uri, value, low, high)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
 		{&x.delToken, `DELETE FROM idx_token WHERE rid = ?`},
 		{&x.delString, `DELETE FROM idx_string WHERE rid = ?`},
 		{&x.delReference, `DELETE FROM idx_reference WHERE rid = ?`},
@@ -116,12 +106,6 @@ func (t *tx) replaceIndex(rid int64, typ string, old bool, idx *fhir.Index) erro
 	if idx == nil {
 		return nil
 	}
-	ins := func(st *sql.Stmt, args ...any) error {
-		if _, err := st.ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("insert index row: %w", err)
-		}
-		return nil
-	}
 	// Rows come grouped by parameter, so the last key looked up is the
 	// next one's more often than not.
 	var lastCode string
@@ -137,68 +121,81 @@ func (t *tx) replaceIndex(rid int64, typ string, old bool, idx *fhir.Index) erro
 		lastCode, lastPid = code, id
 		return id, nil
 	}
+	args := t.args[:0]
+	flush := func(tab *indexTable) error {
+		err := t.insertRows(tab, args)
+		args = args[:0]
+		return err
+	}
 	for _, v := range idx.Tokens {
 		p, err := pid(v.Param)
 		if err != nil {
 			return err
 		}
-		if err := ins(x.insToken, p, v.Code, v.System, rid); err != nil {
-			return err
-		}
+		args = append(args, p, v.Code, v.System, rid)
+	}
+	if err := flush(&tokenTable); err != nil {
+		return err
 	}
 	for _, v := range idx.Strings {
 		p, err := pid(v.Param)
 		if err != nil {
 			return err
 		}
-		if err := ins(x.insString, p, v.Norm, v.Exact, rid); err != nil {
-			return err
-		}
+		args = append(args, p, v.Norm, v.Exact, rid)
+	}
+	if err := flush(&stringTable); err != nil {
+		return err
 	}
 	for _, v := range idx.References {
 		p, err := pid(v.Param)
 		if err != nil {
 			return err
 		}
-		if err := ins(x.insReference, p, v.ID, v.Type, v.URL, v.Version, rid); err != nil {
-			return err
-		}
+		args = append(args, p, v.ID, v.Type, v.URL, v.Version, rid)
+	}
+	if err := flush(&referenceTable); err != nil {
+		return err
 	}
 	for _, v := range idx.Dates {
 		p, err := pid(v.Param)
 		if err != nil {
 			return err
 		}
-		if err := ins(x.insDate, p, v.Low, v.High, rid); err != nil {
-			return err
-		}
+		args = append(args, p, v.Low, v.High, rid)
+	}
+	if err := flush(&dateTable); err != nil {
+		return err
 	}
 	for _, v := range idx.Numbers {
 		p, err := pid(v.Param)
 		if err != nil {
 			return err
 		}
-		if err := ins(x.insNumber, p, v.Value, v.Low, v.High, rid); err != nil {
-			return err
-		}
+		args = append(args, p, v.Value, v.Low, v.High, rid)
+	}
+	if err := flush(&numberTable); err != nil {
+		return err
 	}
 	for _, v := range idx.Quantities {
 		p, err := pid(v.Param)
 		if err != nil {
 			return err
 		}
-		if err := ins(x.insQuantity, p, v.Value, v.Low, v.High, v.System, v.Code, v.Unit, rid); err != nil {
-			return err
-		}
+		args = append(args, p, v.Value, v.Low, v.High, v.System, v.Code, v.Unit, rid)
+	}
+	if err := flush(&quantityTable); err != nil {
+		return err
 	}
 	for _, v := range idx.URIs {
 		p, err := pid(v.Param)
 		if err != nil {
 			return err
 		}
-		if err := ins(x.insURI, p, v.URI, rid); err != nil {
-			return err
-		}
+		args = append(args, p, v.URI, rid)
+	}
+	if err := flush(&uriTable); err != nil {
+		return err
 	}
 	for cid, v := range idx.Composites {
 		p, err := pid(v.Param)
@@ -210,11 +207,71 @@ func (t *tx) replaceIndex(rid int64, typ string, old bool, idx *fhir.Index) erro
 			if c.Type == fhir.SearchParamDate {
 				low, high = c.DateLow, c.DateHigh
 			}
-			if err := ins(x.insComposite, rid, p, cid, part, c.System, c.Code, "", c.Norm, c.Exact,
-				c.RefType, c.RefID, c.URL, c.URI, c.Value, low, high); err != nil {
-				return err
-			}
+			args = append(args, rid, p, cid, part, c.System, c.Code, "", c.Norm, c.Exact,
+				c.RefType, c.RefID, c.URL, c.URI, c.Value, low, high)
 		}
+	}
+	err := flush(&compositeTable)
+	t.args = args[:0]
+	return err
+}
+
+// indexTable describes the INSERT of an index table's rows.
+type indexTable struct {
+	name string
+	cols []string
+}
+
+var (
+	tokenTable     = indexTable{"idx_token", []string{"pid", "code", "system", "rid"}}
+	stringTable    = indexTable{"idx_string", []string{"pid", "norm", "exact", "rid"}}
+	referenceTable = indexTable{"idx_reference", []string{"pid", "ref_id", "ref_type", "url", "version", "rid"}}
+	dateTable      = indexTable{"idx_date", []string{"pid", "low", "high", "rid"}}
+	numberTable    = indexTable{"idx_number", []string{"pid", "value", "low", "high", "rid"}}
+	quantityTable  = indexTable{"idx_quantity", []string{"pid", "value", "low", "high", "system", "code", "unit", "rid"}}
+	uriTable       = indexTable{"idx_uri", []string{"pid", "uri", "rid"}}
+	compositeTable = indexTable{"idx_composite", []string{"rid", "pid", "cid", "part", "system", "code", "unit", "norm", "exact", "ref_type", "ref_id", "url", "uri", "value", "low", "high"}}
+)
+
+// maxInsertRows is the most rows one INSERT statement writes.
+const maxInsertRows = 16
+
+// insKey names a multi-row INSERT statement: the table and the number of
+// rows.
+type insKey struct {
+	table string
+	rows  int
+}
+
+// insertRows inserts the rows whose column values args holds, in order,
+// with one INSERT per maxInsertRows rows. The statements are prepared on
+// the writer's connection once per table and row count, and kept.
+func (t *tx) insertRows(tab *indexTable, args []any) error {
+	n := len(tab.cols)
+	for len(args) > 0 {
+		rows := min(len(args)/n, maxInsertRows)
+		k := insKey{tab.name, rows}
+		st := t.s.insStmts[k]
+		if st == nil {
+			var b strings.Builder
+			b.WriteString("INSERT OR IGNORE INTO " + tab.name + " (" + strings.Join(tab.cols, ", ") + ") VALUES ")
+			row := "(" + strings.Repeat("?, ", n-1) + "?)"
+			for i := range rows {
+				if i > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(row)
+			}
+			var err error
+			if st, err = t.s.conn.PrepareContext(t.ctx, b.String()); err != nil {
+				return fmt.Errorf("prepare index insert: %w", err)
+			}
+			t.s.insStmts[k] = st
+		}
+		if _, err := st.ExecContext(t.ctx, args[:rows*n]...); err != nil {
+			return fmt.Errorf("insert index rows: %w", err)
+		}
+		args = args[rows*n:]
 	}
 	return nil
 }

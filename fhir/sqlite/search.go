@@ -51,7 +51,7 @@ func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, 
 	}
 	counted := q.Total == fhir.TotalAccurate || q.Total == fhir.TotalEstimate || (q.Count == 0 && q.Total == fhir.TotalDefault)
 	rd := &reader{s: s}
-	if p.probe != nil || counted || (q.Count > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0)) {
+	if p.probe >= 0 || counted || (q.Count > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0)) {
 		// Several queries: read them from one snapshot.
 		tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
@@ -156,8 +156,9 @@ func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, 
 }
 
 // Explain returns SQLite's EXPLAIN QUERY PLAN of the query that reads the
-// first page of s, one line per step, indented by depth. Tests and
-// benchmarks use it to show that the hot lookups are index searches.
+// first page of the search s (https://hl7.org/fhir/R4/search.html), one
+// line per step, indented by depth. Tests and benchmarks use it to show
+// that the hot lookups are index searches. Errors are those of Search.
 func (s *Store) Explain(ctx context.Context, q *fhir.Search) (string, error) {
 	p, err := s.compile(ctx, q)
 	if err != nil {
@@ -473,8 +474,8 @@ type plan struct {
 	types  []string // the types searched; nil for all
 	conds  []cond
 	keys   []sortKey
-	driver cond // the condition whose rids drive the query; nil: walk res
-	probe  cond // a candidate driver to probe before choosing
+	driver int // the index in conds of the condition whose rids drive the query; -1: walk res
+	probe  int // the index in conds of a candidate driver to probe before choosing; -1: none
 }
 
 // compiler turns a parsed search into a plan; it resolves parameter keys.
@@ -490,7 +491,7 @@ func (c *compiler) pid(typ, code string) (int64, error) {
 
 func (s *Store) compile(ctx context.Context, q *fhir.Search) (*plan, error) {
 	c := &compiler{s: s, ctx: ctx, now: s.cfg.Now()}
-	p := &plan{s: s}
+	p := &plan{s: s, driver: -1, probe: -1}
 	switch {
 	case q.Type != "":
 		p.types = []string{q.Type}
@@ -528,9 +529,9 @@ func (s *Store) compile(ctx context.Context, q *fhir.Search) (*plan, error) {
 	}
 	if best >= 0 {
 		if p.conds[best].rank() < rankPrefix {
-			p.driver = p.conds[best]
+			p.driver = best
 		} else {
-			p.probe = p.conds[best]
+			p.probe = best
 		}
 	}
 	return p, nil
@@ -725,14 +726,14 @@ func (c *compiler) sortKey(k fhir.SortKey, types []string) (sortKey, error) {
 // choose settles the driver: a probed candidate drives when it has fewer
 // than probeLimit index rows.
 func (p *plan) choose(ctx context.Context, rd *reader) error {
-	if p.probe == nil {
+	if p.probe < 0 {
 		return nil
 	}
 	cand := p.probe
-	p.probe = nil
+	p.probe = -1
 	var b sqlb
 	b.w("SELECT count(*) FROM (")
-	cand.rids(&b)
+	p.conds[cand].rids(&b)
 	b.w(" LIMIT ")
 	b.arg(probeLimit)
 	b.w(") n")
@@ -774,13 +775,13 @@ func (p *plan) where(b *sqlb, r string) {
 		}
 		b.w(")")
 	}
-	if p.driver != nil {
+	if p.driver >= 0 {
 		b.w(" AND ", r, ".rid IN (")
-		p.driver.rids(b)
+		p.conds[p.driver].rids(b)
 		b.w(")")
 	}
-	for _, cd := range p.conds {
-		if cd == p.driver {
+	for i, cd := range p.conds {
+		if i == p.driver {
 			continue
 		}
 		b.w(" AND ")

@@ -42,7 +42,8 @@ type Store struct {
 
 	readStmt, vreadStmt               *sql.Stmt
 	txRead, txInsertHistory, txUpsert *sql.Stmt
-	txIndex                           indexStmts // the writer's index row statements
+	txIndex                           indexStmts           // the writer's index row statements
+	insStmts                          map[insKey]*sql.Stmt // the writer's index row inserts, by table and row count
 
 	stmts *stmtCache         // the read pool's search statements
 	pids  pidCache           // search parameter keys as readers see them
@@ -74,8 +75,8 @@ func Open(path string, cfg Config) (*Store, error) {
 		cfg.Readers = 4 * runtime.GOMAXPROCS(0)
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
-		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)"
-	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}}
+		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
+	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, insStmts: map[insKey]*sql.Stmt{}}
 	var err error
 	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -323,6 +324,9 @@ func (s *Store) closeDBs() error {
 		if *st.dst != nil {
 			errs = append(errs, (*st.dst).Close())
 		}
+	}
+	for _, st := range s.insStmts {
+		errs = append(errs, st.Close())
 	}
 	if s.stmts != nil {
 		errs = append(errs, s.stmts.close())

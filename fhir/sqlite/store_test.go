@@ -52,3 +52,7 @@ func TestStore_Reopen(t *testing.T) {
 		t.Errorf("after reopen: lastUpdated %v seq %d; want not before %v and seq %d", next.LastUpdated, next.Seq, want.LastUpdated, want.Seq+1)
 	}
 }
+
+func TestSearch(t *testing.T) {
+	fhirtest.RunSearchTests(t, func(tb testing.TB, clock func() time.Time) fhir.Store { return MustOpen(tb, clock) })
+}

@@ -142,6 +142,7 @@ type tx struct {
 	// added lists the search parameter keys this commit inserted, so that
 	// a rollback can drop them from the writer's cache.
 	added []paramKey
+	args  []any // reused for index row inserts
 }
 
 func (t *tx) Now() time.Time { return t.now }
