@@ -135,9 +135,11 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	defer store.Close()
 	registry := fhir.NewSearchRegistry()
-	if v, err := store.IndexVersion(ctx); err != nil {
+	if v, err := store.IndexVersion(context.WithoutCancel(ctx)); err != nil {
 		return err
-	} else if v != fhir.IndexVersion {
+	} else if v != fhir.IndexVersion && ctx.Err() == nil {
+		// (A start that is already being stopped skips it; the next start
+		// does it.)
 		logger.Info("search index version changed: reindexing", "from", v, "to", fhir.IndexVersion)
 		if err := reindex(ctx, store, registry, m.Stdout); err != nil {
 			return err
@@ -225,7 +227,7 @@ func reindex(ctx context.Context, store *sqlite.Store, registry *fhir.SearchRegi
 	if err != nil {
 		return fmt.Errorf("reindex: %w", err)
 	}
-	if err := store.SetIndexVersion(ctx, fhir.IndexVersion); err != nil {
+	if err := store.SetIndexVersion(context.WithoutCancel(ctx), fhir.IndexVersion); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "cpis: search index rebuilt in %s (index version %s)\n", time.Since(start).Round(time.Millisecond), fhir.IndexVersion)
