@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -137,9 +138,10 @@ func (m *Main) Run(ctx context.Context) error {
 	registry := fhir.NewSearchRegistry()
 	if v, err := store.IndexVersion(context.WithoutCancel(ctx)); err != nil {
 		return err
-	} else if v != fhir.IndexVersion && ctx.Err() == nil {
-		// (A start that is already being stopped skips it; the next start
-		// does it.)
+	} else if rules, _, _ := strings.Cut(v, "+"); rules != fhir.IndexVersion && ctx.Err() == nil {
+		// The part after "+" names the run-time SearchParameters, which the
+		// server reindexes for itself. A start that is already being
+		// stopped skips the reindex; the next start does it.
 		logger.Info("search index version changed: reindexing", "from", v, "to", fhir.IndexVersion)
 		if err := reindex(ctx, store, registry, m.Stdout); err != nil {
 			return err
