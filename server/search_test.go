@@ -3,12 +3,16 @@ package server_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/server"
 )
 
@@ -437,6 +441,18 @@ func TestSearch_RuntimeSearchParameter(t *testing.T) {
 	}
 	if !strings.Contains(string(do(t, http.MethodGet, ts.Base+"/metadata", "").Body), "https://example.org/SearchParameter/nhs-verification") {
 		t.Error("the CapabilityStatement does not list the new parameter")
+	}
+	// A restarted server loads the definition and, since the index already
+	// holds it, can search with it before any reindex.
+	codec, _ := fhir.NewCodec()
+	srv2, err := server.New(ts.Store, codec, server.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv2)
+	defer hs.Close()
+	if got := getBundle(t, hs.URL+"/fhir/Patient?nhs-verification=01", "Prefer", "handling=strict").ids("match"); !slices.Equal(got, []string{"Patient/v"}) {
+		t.Errorf("after a restart: %q, want [Patient/v]", got)
 	}
 	// A definition the server cannot use is refused before it is stored.
 	bad := strings.Replace(strings.Replace(sp, `"id":"nhs-verification"`, `"id":"bad"`, 1), `"expression":"Patient.identifier`, `"expression":"Patient.identifier.(((`, 1)
