@@ -106,6 +106,17 @@ func RunSearchTests(t *testing.T, newStore NewStoreFunc) {
 		qb := mustSearch(t, s, &byBirth, q2.Prev, true)
 		assertPage(t, "_sort=-birthdate back to page 1", qb, []string{"Patient/pat-b", "Patient/pat-c", "Patient/pat-a"}, false, true)
 
+		// The last match deleted: the page after page 2 is empty, and its
+		// previous page ends with page 2's last match.
+		remove(t, s, clock, "Flag", "flag-6")
+		empty := mustSearch(t, s, &active, p2.Next, false)
+		assertPage(t, "empty page after a delete", empty, nil, true, false)
+		back := mustSearch(t, s, &active, empty.Prev, true)
+		assertPage(t, "back from the empty page", back, []string{"Flag/flag-4", "Flag/flag-5"}, true, true)
+		fwd := mustSearch(t, s, &active, back.Next, false)
+		assertPage(t, "forward again to the empty page", fwd, nil, true, false)
+		lastPage := mustSearch(t, s, &active, nil, true)
+		assertPage(t, "backward without a cursor: the last page", lastPage, []string{"Flag/flag-4", "Flag/flag-5"}, true, false)
 		if _, err := s.Search(ctx, &active, fhir.Cursor("not a cursor"), false); !isIssue(err, fhir.IssueInvalid) {
 			t.Errorf("Search with a malformed cursor: err %v, want an invalid issue", err)
 		}

@@ -12,14 +12,19 @@ import (
 type position struct {
 	keys []any // nil, int64, float64 or string, one per sort key
 	rid  int64
+	// incl makes the page start at the resource itself rather than after
+	// (or before) it: the way back from an empty page.
+	incl bool
 }
 
-// Cursor encoding, version 1: the version byte, the number of keys
-// (uvarint), each key as a tag byte and its value, then the rid (varint).
-// The server seals the bytes with the query, so they need to be compact
-// and deterministic, not secret.
+// Cursor encoding: the version byte (cursorVersion, or cursorIncl for a
+// position with incl), the number of keys (uvarint), each key as a tag
+// byte and its value, then the rid (varint). The server seals the bytes
+// with the query, so they need to be compact and deterministic, not
+// secret.
 const (
 	cursorVersion = 1
+	cursorIncl    = 2
 
 	tagNull   = 0
 	tagInt    = 1 // varint
@@ -29,6 +34,9 @@ const (
 
 func (p position) encode() fhir.Cursor {
 	b := []byte{cursorVersion}
+	if p.incl {
+		b[0] = cursorIncl
+	}
 	b = binary.AppendUvarint(b, uint64(len(p.keys)))
 	for _, k := range p.keys {
 		switch v := k.(type) {
@@ -57,16 +65,17 @@ var errBadCursor = fhir.Errorf(fhir.IssueInvalid, "the paging cursor is not vali
 // keys; IssueInvalid if it is not one.
 func decodeCursor(c fhir.Cursor, nkeys int) (*position, error) {
 	b := []byte(c)
-	if len(b) == 0 || b[0] != cursorVersion {
+	if len(b) == 0 || (b[0] != cursorVersion && b[0] != cursorIncl) {
 		return nil, errBadCursor
 	}
+	incl := b[0] == cursorIncl
 	b = b[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || n != uint64(nkeys) {
 		return nil, errBadCursor
 	}
 	b = b[k:]
-	p := &position{keys: make([]any, nkeys)}
+	p := &position{keys: make([]any, nkeys), incl: incl}
 	for i := range p.keys {
 		if len(b) == 0 {
 			return nil, errBadCursor

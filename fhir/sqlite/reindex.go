@@ -20,7 +20,9 @@ const reindexBatch = 500
 // batch was read keeps the rows that write gave it. progress, when not
 // nil, is called after each batch with the resources done and the total
 // (which grows if resources are created meanwhile). An error from index
-// stops the walk; the batches written before it stay.
+// stops the walk; the batches written before it stay. It is how new search
+// parameters (https://hl7.org/fhir/R4/searchparameter.html) and changed
+// extraction rules reach resources stored before them.
 func (s *Store) Reindex(ctx context.Context, index func(typ string, body []byte) (*fhir.Index, error), progress func(done, total int)) error {
 	var total int
 	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM res WHERE deleted = 0`).Scan(&total); err != nil {
@@ -98,8 +100,9 @@ func (s *Store) Reindex(ctx context.Context, index func(typ string, body []byte)
 const indexVersionKey = "index_version"
 
 // IndexVersion returns the index version recorded by SetIndexVersion, ""
-// if none was. Callers compare it with fhir.IndexVersion to decide whether
-// to Reindex.
+// if none was (a new store, or one created before search). Callers compare
+// it with fhir.IndexVersion to decide whether to Reindex. It honours ctx:
+// a cancelled ctx fails it.
 func (s *Store) IndexVersion(ctx context.Context) (string, error) {
 	var v string
 	err := s.rdb.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = ?`, indexVersionKey).Scan(&v)
@@ -113,7 +116,7 @@ func (s *Store) IndexVersion(ctx context.Context) (string, error) {
 }
 
 // SetIndexVersion records v as the version the index rows were made
-// with, durably.
+// with, durably (it is a Write). See Reindex.
 func (s *Store) SetIndexVersion(ctx context.Context, v string) error {
 	return s.Write(ctx, func(ftx fhir.Tx) error {
 		t := ftx.(*tx)

@@ -34,7 +34,17 @@ import (
 // last resource of the page (the first, for the previous page), and the
 // next page starts strictly after it. rid is given at creation and never
 // changes, so in the default order (rid) a resource that existed throughout
-// is seen exactly once however writes go on between pages.
+// is seen exactly once however writes go on between pages. Backward with
+// no cursor reads the last page. A page reached from a cursor has a Prev
+// (forward) or Next (backward) even when it is empty, so that a client can
+// turn back.
+//
+// # Cost
+//
+// A page costs its matches' index reads, except when the query walks a
+// type's resources: then it reads as many resources as it takes to fill
+// the page. _total=accurate (or estimate, which is the same count) and
+// _sort read every match.
 func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
 	if q.Count < 0 {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "_count must not be negative")
@@ -66,78 +76,14 @@ func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, 
 	page := &fhir.SearchPage{Total: -1}
 	var hits []hit
 	if q.Count > 0 {
-		var b sqlb
-		p.pageSQL(&b, pos, backward, q.Count+1)
-		rows, err := rd.query(ctx, b.String(), b.args)
-		if err != nil {
-			return nil, fmt.Errorf("search: %w", err)
-		}
-		var last []position
-		for rows.Next() {
-			r, ps, err := p.scan(rows)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("search: %w", err)
-			}
-			page.Matches = append(page.Matches, r)
-			last = append(last, ps)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("search: %w", err)
-		}
-		more := len(page.Matches) > q.Count
-		if more {
-			page.Matches, last = page.Matches[:q.Count], last[:q.Count]
-		}
-		if backward {
-			slices.Reverse(page.Matches)
-			slices.Reverse(last)
-		}
-		n := len(page.Matches)
-		switch {
-		case !backward:
-			if more {
-				page.Next = last[n-1].encode()
-			}
-			if cursor != nil {
-				page.Prev = cursor
-				if n > 0 {
-					page.Prev = last[0].encode()
-				}
-			}
-		default:
-			if more {
-				page.Prev = last[0].encode()
-			}
-			if cursor != nil {
-				page.Next = cursor
-				if n > 0 {
-					page.Next = last[n-1].encode()
-				}
-			}
-		}
-		for i, r := range page.Matches {
-			hits = append(hits, hit{rid: last[i].rid, typ: r.Type})
+		if hits, err = p.readPage(ctx, rd, page, q.Count, cursor, pos, backward); err != nil {
+			return nil, err
 		}
 	}
 	switch {
 	case counted:
-		var b sqlb
-		p.countSQL(&b)
-		rows, err := rd.query(ctx, b.String(), b.args)
-		if err != nil {
-			return nil, fmt.Errorf("search total: %w", err)
-		}
-		if rows.Next() {
-			err = rows.Scan(&page.Total)
-		}
-		rows.Close()
-		if err == nil {
-			err = rows.Err()
-		}
-		if err != nil {
-			return nil, fmt.Errorf("search total: %w", err)
+		if page.Total, err = p.count(ctx, rd); err != nil {
+			return nil, err
 		}
 	case q.Total == fhir.TotalDefault && cursor == nil && page.Next == nil && !backward:
 		page.Total = len(page.Matches)
@@ -153,6 +99,92 @@ func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, 
 		}
 	}
 	return page, nil
+}
+
+// readPage reads the count matches after pos (before it, backward) into
+// page.Matches, in order, and sets page.Next and page.Prev: Next after the
+// last match when more follow (or, backward, when a cursor was given),
+// Prev before the first when more precede (or, forward, when a cursor was
+// given: the page was reached from somewhere). It returns the matches' row
+// keys and types.
+func (p *plan) readPage(ctx context.Context, rd *reader, page *fhir.SearchPage, count int, cursor fhir.Cursor, pos *position, backward bool) ([]hit, error) {
+	var b sqlb
+	p.pageSQL(&b, pos, backward, count+1)
+	rows, err := rd.query(ctx, b.String(), b.args)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	defer rows.Close()
+	var at []position
+	for rows.Next() {
+		r, ps, err := p.scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("search: %w", err)
+		}
+		page.Matches = append(page.Matches, r)
+		at = append(at, ps)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	more := len(page.Matches) > count
+	if more {
+		page.Matches, at = page.Matches[:count], at[:count]
+	}
+	if backward {
+		slices.Reverse(page.Matches)
+		slices.Reverse(at)
+	}
+	// ahead and behind: whether matches follow and precede the page.
+	ahead, behind := more, cursor != nil
+	if backward {
+		ahead, behind = cursor != nil, more
+	}
+	// An empty page after (before) a cursor may still have matches before
+	// (after) it, up to and including the cursor's resource.
+	turn := func() fhir.Cursor {
+		back := *pos
+		back.incl = true
+		return back.encode()
+	}
+	switch n := len(at); {
+	case n > 0 && ahead:
+		page.Next = at[n-1].encode()
+	case n == 0 && backward && cursor != nil:
+		page.Next = turn()
+	}
+	switch {
+	case len(at) > 0 && behind:
+		page.Prev = at[0].encode()
+	case len(at) == 0 && !backward && cursor != nil:
+		page.Prev = turn()
+	}
+	hits := make([]hit, len(at))
+	for i, r := range page.Matches {
+		hits[i] = hit{rid: at[i].rid, typ: r.Type}
+	}
+	return hits, nil
+}
+
+// count returns the number of all matches.
+func (p *plan) count(ctx context.Context, rd *reader) (int, error) {
+	var b sqlb
+	p.countSQL(&b)
+	rows, err := rd.query(ctx, b.String(), b.args)
+	if err != nil {
+		return 0, fmt.Errorf("search total: %w", err)
+	}
+	defer rows.Close()
+	n := 0
+	if rows.Next() {
+		if err := rows.Scan(&n); err != nil {
+			return 0, fmt.Errorf("search total: %w", err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("search total: %w", err)
+	}
+	return n, nil
 }
 
 // Explain returns SQLite's EXPLAIN QUERY PLAN of the query that reads the
@@ -261,13 +293,13 @@ const (
 	rankReference  = 2 // a reference to a given resource
 	rankExact      = 3 // string :exact, uri equality
 	rankPrefix     = 4 // string starts-with, :text, uri :below: probed
-	rankCode       = 5 // another token: probed
+	rankCode       = 5 // another token, a date, number or quantity range: probed
 	notDrivable    = 100
 )
 
 // probeLimit is the number of index rows under which a probed condition
-// (a code, a string prefix) drives the query rather than being checked
-// while walking the type's resources in rid order.
+// (a code, a string prefix, a range) drives the query rather than being
+// checked while walking the type's resources in rid order.
 const probeLimit = 1000
 
 // pred writes an SQL boolean on the index row of alias x.
@@ -454,7 +486,10 @@ type sortKey struct {
 }
 
 // minMax writes the smallest (or, descending, largest) of col over the
-// resource's index rows of pid in table.
+// resource's index rows of pid in table. The unary + keeps the planner on
+// the rid index: left to itself it takes min/max from an index led by
+// (pid, col) and scans the parameter's rows for the rid, once per
+// resource.
 func minMax(table, col string, pid int64, desc bool) func(b *sqlb, r string) {
 	return func(b *sqlb, r string) {
 		x := b.alias("x")
@@ -462,7 +497,7 @@ func minMax(table, col string, pid int64, desc bool) func(b *sqlb, r string) {
 		if desc {
 			agg = "max("
 		}
-		b.w("(SELECT ", agg, strings.ReplaceAll(col, "$", x), ") FROM ", table, " ", x, " WHERE ", x, ".rid = ", r, ".rid AND ", x, ".pid = ")
+		b.w("(SELECT ", agg, strings.ReplaceAll(col, "$", x), ") FROM ", table, " ", x, " WHERE ", x, ".rid = ", r, ".rid AND +", x, ".pid = ")
 		b.arg(pid)
 		b.w(")")
 	}
@@ -733,7 +768,7 @@ func (p *plan) choose(ctx context.Context, rd *reader) error {
 	p.probe = -1
 	var b sqlb
 	b.w("SELECT count(*) FROM (")
-	p.conds[cand].rids(&b)
+	probeTarget(p.conds[cand]).rids(&b)
 	b.w(" LIMIT ")
 	b.arg(probeLimit)
 	b.w(") n")
@@ -755,6 +790,24 @@ func (p *plan) choose(ctx context.Context, rd *reader) error {
 		p.driver = cand
 	}
 	return nil
+}
+
+// probeTarget returns the condition whose index rows bound the rids of c:
+// c itself, or the condition at the end of a chain or _has, whose rids the
+// chain's rids are computed from (probing the chain itself would compute
+// all of them first).
+func probeTarget(c cond) cond {
+	switch c := c.(type) {
+	case *chainCond:
+		if len(c.targets) == 1 {
+			return probeTarget(c.targets[0].inner)
+		}
+	case *hasCond:
+		return probeTarget(c.inner)
+	case *typedCond:
+		return probeTarget(c.inner)
+	}
+	return c
 }
 
 // where writes the conditions on the res alias r.
@@ -848,7 +901,7 @@ func (p *plan) order(b *sqlb, a string, backward bool) {
 }
 
 // after writes the keyset condition: the row of alias a comes after pos in
-// the order (before it, backward).
+// the order (before it, backward), or is pos's row when pos.incl.
 func (p *plan) after(b *sqlb, a string, pos *position, backward bool) {
 	type term struct {
 		expr string
@@ -881,11 +934,14 @@ func (p *plan) after(b *sqlb, a string, pos *position, backward bool) {
 			b.w(" AND ")
 		}
 		t := terms[i]
-		op := " > "
+		op := " >"
 		if t.desc != backward {
-			op = " < "
+			op = " <"
 		}
-		b.w(t.expr, op)
+		if pos.incl && i == len(terms)-1 {
+			op += "="
+		}
+		b.w(t.expr, op, " ")
 		b.arg(t.val)
 		b.w(")")
 	}

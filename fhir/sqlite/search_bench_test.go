@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -269,6 +270,29 @@ func BenchmarkSearch_TokenNHSNumber(b *testing.B) {
 	}
 	lat.report(b)
 	b.ReportMetric(float64(hits)/float64(len(lat)), "hits/op")
+}
+
+// BenchmarkSearch_TokenNHSNumberParallel runs the hot lookup from as many
+// goroutines as GOMAXPROCS (ns/op is then the inverse of throughput).
+func BenchmarkSearch_TokenNHSNumberParallel(b *testing.B) {
+	s, data := benchStore(b)
+	subject, _ := fhir.LookupSearchParam("Flag", "subject")
+	ctx := context.Background()
+	var seed atomic.Uint64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := rand.New(rand.NewPCG(seed.Add(1), 5))
+		for pb.Next() {
+			q := &fhir.Search{Type: "Flag", Count: 20, Filters: []fhir.Filter{
+				{Param: subject, Modifier: "identifier", Values: []fhir.Value{nhsValue(data.pick(r))}},
+				{Param: flagStatus, Values: []fhir.Value{{Code: "active"}}},
+			}}
+			if _, err := s.Search(ctx, q, nil, false); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkSearch_Chained is Flag?patient.identifier=https://fhir.nhs.uk/Id/nhs-number|X.

@@ -27,6 +27,7 @@ func (c *compiler) date(f *fhir.Filter, typ string) (cond, error) {
 	if f.Modifier != "" {
 		return nil, unsupportedModifier(f)
 	}
+	rk := rankCode
 	var preds []pred
 	for _, v := range f.Values {
 		p, err := datePred(f, v, "low", "high", c.now)
@@ -34,12 +35,15 @@ func (c *compiler) date(f *fhir.Filter, typ string) (cond, error) {
 			return nil, err
 		}
 		preds = append(preds, p)
+		if v.Prefix == fhir.PrefixNe {
+			rk = notDrivable
+		}
 	}
 	pid, err := c.pid(typ, f.Param.Name)
 	if err != nil {
 		return nil, err
 	}
-	return &rowCond{table: "idx_date", pid: pid, preds: preds, rk: notDrivable}, nil
+	return &rowCond{table: "idx_date", pid: pid, preds: preds, rk: rk}, nil
 }
 
 // lastUpdatedFilter compiles _lastUpdated from res.last_updated, an
@@ -87,7 +91,8 @@ func datePred(f *fhir.Filter, v fhir.Value, lo, hi string, now time.Time) (pred,
 	both := func(p, q pred) pred {
 		return func(b *sqlb, x string) { p(b, x); b.w(" AND "); q(b, x) }
 	}
-	eq := both(cmp(lo, ">=", sl), cmp(hi, "<=", sh))
+	// rl <= sh follows from rh <= sh; it bounds the index range on rl.
+	eq := both(both(cmp(lo, ">=", sl), cmp(lo, "<=", sh)), cmp(hi, "<=", sh))
 	switch v.Prefix {
 	case "", fhir.PrefixEq:
 		return eq, nil

@@ -35,6 +35,7 @@ func (c *compiler) numeric(f *fhir.Filter, typ, table string, units bool) (cond,
 	if f.Modifier != "" {
 		return nil, unsupportedModifier(f)
 	}
+	rk := rankCode
 	var preds []pred
 	for _, v := range f.Values {
 		p, err := numberPred(f, v)
@@ -45,12 +46,15 @@ func (c *compiler) numeric(f *fhir.Filter, typ, table string, units bool) (cond,
 			p = withUnit(p, v)
 		}
 		preds = append(preds, p)
+		if v.Prefix == fhir.PrefixNe {
+			rk = notDrivable
+		}
 	}
 	pid, err := c.pid(typ, f.Param.Name)
 	if err != nil {
 		return nil, err
 	}
-	return &rowCond{table: table, pid: pid, preds: preds, rk: notDrivable}, nil
+	return &rowCond{table: table, pid: pid, preds: preds, rk: rk}, nil
 }
 
 // numberPred compiles one number value on the value column of the row.

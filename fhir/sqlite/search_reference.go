@@ -26,7 +26,7 @@ func (c *compiler) reference(f *fhir.Filter, typ string) (cond, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &rowCond{table: "idx_token", pid: pid, preds: preds, rk: rankIdentifier}, nil
+		return &rowCond{table: "idx_token", pid: pid, preds: preds, rk: identifierRank(f)}, nil
 	case f.Modifier == "" || fhir.IsResourceType(f.Modifier):
 	default:
 		return nil, unsupportedModifier(f)

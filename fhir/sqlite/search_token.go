@@ -34,7 +34,7 @@ func (c *compiler) token(f *fhir.Filter, typ string) (cond, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &rowCond{table: "idx_token", pid: pid, preds: preds, rk: rankIdentifier}, nil
+		return &rowCond{table: "idx_token", pid: pid, preds: preds, rk: identifierRank(f)}, nil
 	case "text":
 		pid, err := c.pid(typ, name+":text")
 		if err != nil {
@@ -52,15 +52,21 @@ func (c *compiler) token(f *fhir.Filter, typ string) (cond, error) {
 // tokenRank ranks identifiers above other codes: an identifier value is
 // nearly unique, a code such as a status is shared by many resources.
 func tokenRank(f *fhir.Filter) int {
+	if n := f.Param.Name; n == "identifier" || strings.HasSuffix(n, "-identifier") {
+		return identifierRank(f)
+	}
+	return rankCode
+}
+
+// identifierRank ranks identifier values: selective when every value has
+// one (system| alone names every identifier of the system).
+func identifierRank(f *fhir.Filter) int {
 	for _, v := range f.Values {
 		if v.Code == "" {
 			return rankCode
 		}
 	}
-	if n := f.Param.Name; n == "identifier" || strings.HasSuffix(n, "-identifier") || strings.HasSuffix(n, ":identifier") {
-		return rankIdentifier
-	}
-	return rankCode
+	return rankIdentifier
 }
 
 // tokenPreds compiles the values of a token filter, or of the token rows
