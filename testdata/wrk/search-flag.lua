@@ -2,7 +2,8 @@
 -- on the benchmark data set of server/search_bench_test.go (N children with NHS numbers
 -- from the 999 range; about 1% of lookups hit a child with a flag, as in production).
 -- wrk -t2 -c32 -d20s -s testdata/wrk/search-flag.lua http://127.0.0.1:8090/fhir
--- Set CHAINED=1 for Flag?patient.identifier=... and N for another data set size.
+-- Set CHAINED=1 for Flag?patient.identifier=... and N for another data set size. FLOOR=1 requests
+-- /healthz?n=<nhs> instead, with the same client-side cost: the floor of the HTTP stack under this load.
 local n = tonumber(os.getenv("N") or "250000")
 local chained = os.getenv("CHAINED") == "1"
 
@@ -30,6 +31,7 @@ function request()
   if math.random(100) == 1 then i = math.random(0, n - 1) else i = n * 2 + math.random(0, 999999) end
   local v = "https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C" .. nhs(i)
   local path = wrk.path .. "/Flag?subject:identifier=" .. v .. "&status=active"
+  if os.getenv("FLOOR") == "1" then path = "/healthz?n=" .. v end
   if chained then path = wrk.path .. "/Flag?patient.identifier=" .. v end
   return wrk.format("GET", path)
 end
