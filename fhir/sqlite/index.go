@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cpis-fhir/cpis/fhir"
 )
@@ -133,6 +134,11 @@ func (t *tx) replaceIndex(rid int64, typ string, old bool, idx *fhir.Index) erro
 			return err
 		}
 		args = append(args, p, v.Code, v.System, rid)
+		if trackedParam(v.Param) {
+			// Before the commit, so that the set never lacks a value
+			// a search could find (see idSet).
+			t.s.ids.add(typ, v.Param, v.System, v.Code)
+		}
 	}
 	if err := flush(&tokenTable); err != nil {
 		return err
@@ -276,28 +282,38 @@ func (t *tx) insertRows(tab *indexTable, args []any) error {
 	return nil
 }
 
-// pidCache maps parameter keys to pids for readers. It holds only keys
-// found in the database (committed), so a parameter first written after a
-// lookup is found by the next one. It is safe for concurrent use.
+// pidCache maps parameter keys to pids for readers. It holds the keys
+// found in the database (committed), and the keys found missing together
+// with the generation they were missed in: the writer moves gen on after
+// every commit that adds keys, before acknowledging it, so a parameter first
+// written after a lookup is found by the next lookup that starts after the
+// write is acknowledged. It is safe for concurrent use.
 type pidCache struct {
-	db *sql.DB
-	mu sync.RWMutex
-	m  map[paramKey]int64
+	db      *sql.DB
+	mu      sync.RWMutex
+	m       map[paramKey]int64
+	missing map[paramKey]uint64
+	gen     atomic.Uint64
 }
 
 func (c *pidCache) init(db *sql.DB) {
-	c.db, c.m = db, map[paramKey]int64{}
+	c.db, c.m, c.missing = db, map[paramKey]int64{}, map[paramKey]uint64{}
 }
 
 // get returns the pid of code on typ, or 0 (which no row has) if no row of
 // the parameter was ever written.
 func (c *pidCache) get(ctx context.Context, stmts *stmtCache, typ, code string) (int64, error) {
 	k := keyOf(typ, code)
+	gen := c.gen.Load()
 	c.mu.RLock()
 	id, ok := c.m[k]
+	missedIn, missed := c.missing[k]
 	c.mu.RUnlock()
 	if ok {
 		return id, nil
+	}
+	if missed && missedIn == gen {
+		return 0, nil
 	}
 	st, err := stmts.get(ctx, `SELECT pid FROM search_param WHERE type = ? AND code = ?`)
 	if err != nil {
@@ -305,6 +321,12 @@ func (c *pidCache) get(ctx context.Context, stmts *stmtCache, typ, code string) 
 	}
 	err = st.QueryRowContext(ctx, k.typ, k.code).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
+		c.mu.Lock()
+		if len(c.missing) > 10000 {
+			clear(c.missing) // bounded: queries can name any parameter
+		}
+		c.missing[k] = gen
+		c.mu.Unlock()
 		return 0, nil
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -46,12 +47,31 @@ import (
 // the page. _total=accurate (or estimate, which is the same count) and
 // _sort read every match.
 func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
+	return s.search(ctx, &reader{s: s}, q, cursor, backward)
+}
+
+// search runs q with rd: the read pool (a fresh reader) or the writer's
+// transaction (a reader with w set).
+func (s *Store) search(ctx context.Context, rd *reader, q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
 	if q.Count < 0 {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "_count must not be negative")
 	}
-	p, err := s.compile(ctx, q)
+	p, err := s.compile(ctx, rd, q)
 	if err != nil {
 		return nil, err
+	}
+	if s.ids.absent(q) {
+		// An identifier that no resource carries: nothing can match.
+		if cursor != nil {
+			if _, err := decodeCursor(cursor, len(p.keys)); err != nil {
+				return nil, err
+			}
+		}
+		page := &fhir.SearchPage{Total: -1}
+		if q.Total == fhir.TotalAccurate || q.Total == fhir.TotalEstimate || (q.Total == fhir.TotalDefault && cursor == nil) {
+			page.Total = 0
+		}
+		return page, nil
 	}
 	var pos *position
 	if cursor != nil {
@@ -60,9 +80,9 @@ func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, 
 		}
 	}
 	counted := q.Total == fhir.TotalAccurate || q.Total == fhir.TotalEstimate || (q.Count == 0 && q.Total == fhir.TotalDefault)
-	rd := &reader{s: s}
-	if p.probe >= 0 || counted || (q.Count > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0)) {
-		// Several queries: read them from one snapshot.
+	if rd.w == nil && (p.probe >= 0 || counted || (q.Count > 0 && (len(q.Include) > 0 || len(q.RevInclude) > 0))) {
+		// Several queries: read them from one snapshot. (The writer's
+		// transaction is one snapshot already.)
 		tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 		if err != nil {
 			return nil, fmt.Errorf("search: %w", err)
@@ -192,11 +212,12 @@ func (p *plan) count(ctx context.Context, rd *reader) (int, error) {
 // line per step, indented by depth. Tests and benchmarks use it to show
 // that the hot lookups are index searches. Errors are those of Search.
 func (s *Store) Explain(ctx context.Context, q *fhir.Search) (string, error) {
-	p, err := s.compile(ctx, q)
+	rd := &reader{s: s}
+	p, err := s.compile(ctx, rd, q)
 	if err != nil {
 		return "", err
 	}
-	if err := p.choose(ctx, &reader{s: s}); err != nil {
+	if err := p.choose(ctx, rd); err != nil {
 		return "", err
 	}
 	var b sqlb
@@ -227,13 +248,23 @@ func (s *Store) Explain(ctx context.Context, q *fhir.Search) (string, error) {
 }
 
 // reader runs search queries on the read pool, or inside one read
-// transaction when a search needs several queries.
+// transaction when a search needs several queries, or, when w is set, on
+// the writer's connection inside w's transaction (fhir.Tx.Search), where
+// the transaction's own writes are seen.
 type reader struct {
 	s  *Store
 	tx *sql.Tx
+	w  *tx
 }
 
 func (rd *reader) query(ctx context.Context, query string, args []any) (*sql.Rows, error) {
+	if rd.w != nil {
+		st, err := rd.s.writerStmt(rd.w.ctx, query)
+		if err != nil {
+			return nil, err
+		}
+		return st.QueryContext(rd.w.ctx, args...)
+	}
 	st, err := rd.s.stmts.get(ctx, query)
 	if err != nil {
 		return nil, err
@@ -516,16 +547,40 @@ type plan struct {
 // compiler turns a parsed search into a plan; it resolves parameter keys.
 type compiler struct {
 	s   *Store
+	rd  *reader
 	ctx context.Context
 	now time.Time
 }
 
 func (c *compiler) pid(typ, code string) (int64, error) {
-	return c.s.pids.get(c.ctx, c.s.stmts, typ, code)
+	return c.rd.pid(c.ctx, typ, code)
 }
 
-func (s *Store) compile(ctx context.Context, q *fhir.Search) (*plan, error) {
-	c := &compiler{s: s, ctx: ctx, now: s.cfg.Now()}
+// pid returns the key of the parameter code on typ as rd sees it: the
+// committed keys on the read pool, the writer's (this transaction's own
+// included) in a write. It is 0, which no row has, for a parameter never
+// written.
+func (rd *reader) pid(ctx context.Context, typ, code string) (int64, error) {
+	if rd.w == nil {
+		return rd.s.pids.get(ctx, rd.s.stmts, typ, code)
+	}
+	k := keyOf(typ, code)
+	if id, ok := rd.s.wpids[k]; ok {
+		return id, nil
+	}
+	var id int64
+	err := rd.s.txIndex.pidSelect.QueryRowContext(rd.w.ctx, k.typ, k.code).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("search parameter key: %w", err)
+	}
+	return id, nil
+}
+
+func (s *Store) compile(ctx context.Context, rd *reader, q *fhir.Search) (*plan, error) {
+	c := &compiler{s: s, rd: rd, ctx: ctx, now: s.cfg.Now()}
 	p := &plan{s: s, driver: -1, probe: -1}
 	switch {
 	case q.Type != "":

@@ -44,10 +44,12 @@ type Store struct {
 	txRead, txInsertHistory, txUpsert *sql.Stmt
 	txIndex                           indexStmts           // the writer's index row statements
 	insStmts                          map[insKey]*sql.Stmt // the writer's index row inserts, by table and row count
+	wstmts                            map[string]*sql.Stmt // the writer's search statements (Tx.Search), by SQL text
 
 	stmts *stmtCache         // the read pool's search statements
 	pids  pidCache           // search parameter keys as readers see them
 	wpids map[paramKey]int64 // search parameter keys as the writer sees them, owned by the writer
+	ids   *idSet             // identifier values in the index, for lookups that cannot match
 
 	mu     sync.RWMutex // guards closed against Write's send on reqs
 	closed bool
@@ -76,7 +78,7 @@ func Open(path string, cfg Config) (*Store, error) {
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
-	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, insStmts: map[insKey]*sql.Stmt{}}
+	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}}
 	var err error
 	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -102,6 +104,10 @@ func Open(path string, cfg Config) (*Store, error) {
 	s.stmts = newStmtCache(s.rdb, stmtCacheSize)
 	s.pids.init(s.rdb)
 	if err := s.prepare(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.ids.load(ctx, s); err != nil {
 		s.closeDBs()
 		return nil, err
 	}
@@ -326,6 +332,9 @@ func (s *Store) closeDBs() error {
 		}
 	}
 	for _, st := range s.insStmts {
+		errs = append(errs, st.Close())
+	}
+	for _, st := range s.wstmts {
 		errs = append(errs, st.Close())
 	}
 	if s.stmts != nil {

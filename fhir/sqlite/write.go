@@ -100,6 +100,11 @@ func (s *Store) commit(batch []*writeReq) {
 	if wrote {
 		s.last = now
 	}
+	if len(wtx.added) > 0 {
+		// New parameter keys are committed: readers must look again for
+		// keys they found missing (see pidCache).
+		s.pids.gen.Add(1)
+	}
 	wtx.added = wtx.added[:0]
 	for i, r := range batch {
 		r.done <- errs[i]
@@ -184,4 +189,36 @@ func (t *tx) Put(r *fhir.Resource) error {
 		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
 	}
 	return nil
+}
+
+// Search implements fhir.Tx: it runs q as Store.Search does, on the
+// writer's connection inside this transaction, so it sees the
+// transaction's own writes (and those of the commit's earlier writes) and
+// nothing can be written between it and the transaction's next Put. That
+// makes a search-then-write, such as a conditional create, race-free. The
+// SQL is the same as Store.Search's, prepared once on the writer's
+// connection and kept.
+func (t *tx) Search(q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
+	return t.s.search(t.ctx, &reader{s: t.s, w: t}, q, cursor, backward)
+}
+
+// writerStmt returns the writer's prepared statement for query, preparing
+// it on a miss. At most stmtCacheSize are kept: past that the cache is
+// emptied and starts again. Only the writer goroutine calls it.
+func (s *Store) writerStmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := s.wstmts[query]; ok {
+		return st, nil
+	}
+	if len(s.wstmts) >= stmtCacheSize {
+		for q, st := range s.wstmts {
+			st.Close()
+			delete(s.wstmts, q)
+		}
+	}
+	st, err := s.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, fmt.Errorf("prepare search: %w", err)
+	}
+	s.wstmts[query] = st
+	return st, nil
 }
