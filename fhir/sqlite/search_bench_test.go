@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/fhirtest"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 )
 
@@ -36,23 +37,8 @@ const (
 	benchDataVers = "1"
 )
 
-// nhsNumber returns the 999-range NHS number with the 6-digit serial n,
-// and false if no check digit makes it valid (Modulus 11 gives 10).
-func nhsNumber(n int) (string, bool) {
-	digits := fmt.Sprintf("999%06d", n)
-	sum := 0
-	for i := 0; i < 9; i++ {
-		sum += int(digits[i]-'0') * (10 - i)
-	}
-	check := 11 - sum%11
-	switch check {
-	case 11:
-		check = 0
-	case 10:
-		return "", false
-	}
-	return digits + strconv.Itoa(check), true
-}
+// nhsNumber returns the 999-range NHS number with the 6-digit serial n.
+func nhsNumber(n int) (string, bool) { return fhirtest.NHSNumber(n) }
 
 // flagStatus is the CP-IS Flag.status parameter, which R4 does not define.
 var flagStatus = &fhir.SearchParam{Name: "status", Type: fhir.SearchParamToken, Expression: "Flag.status"}

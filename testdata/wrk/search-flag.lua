@@ -28,7 +28,8 @@ end
 
 function request()
   local i
-  if math.random(100) == 1 then i = math.random(0, n - 1) else i = n * 2 + math.random(0, 999999) end
+  -- Children with no record: numbers past the data set, still in the 999 range.
+  if math.random(100) == 1 then i = math.random(0, n - 1) else i = math.random(n, 899999) end
   local v = "https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C" .. nhs(i)
   local path = wrk.path .. "/Flag?subject:identifier=" .. v .. "&status=active"
   if os.getenv("FLOOR") == "1" then path = "/healthz?n=" .. v end
