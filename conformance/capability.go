@@ -47,6 +47,11 @@ type Route struct {
 	Method      string
 	Path        string // gin pattern below the FHIR base, such as /:type/:id
 	Interaction Interaction
+	// Conditional says the route also takes the interaction's conditional
+	// form: If-None-Exist on create, PUT [type]?[search] for update,
+	// DELETE [type]?[search] for delete.
+	// See https://hl7.org/fhir/R4/http.html#cond-update.
+	Conditional bool
 }
 
 // Options describe the server in its CapabilityStatement.
@@ -61,6 +66,10 @@ type Options struct {
 	// the search-type interaction is registered they are listed with the
 	// _include and _revinclude values they allow.
 	SearchParams func(resourceType string) []*fhir.SearchParam
+	// ConditionalDelete is "single" or "multiple": how many resources a
+	// conditional delete may remove, claimed when a conditional delete
+	// route is registered.
+	ConditionalDelete string
 }
 
 // CapabilityStatement is the JSON shape of the R4 CapabilityStatement this
@@ -135,9 +144,18 @@ type CodeInteraction struct {
 // system-level one at rest.interaction.
 func Build(opts Options, routes []Route) *CapabilityStatement {
 	has := map[Interaction]bool{}
+	cond := map[Interaction]bool{}
 	for _, r := range routes {
 		if r.Interaction != "" {
 			has[r.Interaction] = true
+			cond[r.Interaction] = cond[r.Interaction] || r.Conditional
+		}
+	}
+	condCreate, condUpdate, condDelete := cond[Create], cond[Update], "not-supported"
+	if cond[Delete] {
+		condDelete = "single"
+		if opts.ConditionalDelete == "multiple" {
+			condDelete = "multiple"
 		}
 	}
 	var typeLevel []CodeInteraction
@@ -152,7 +170,7 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 			systemLevel = append(systemLevel, CodeInteraction{Code: in})
 		}
 	}
-	t, f := true, false
+	t := true
 	rest := Rest{Mode: "server", Interaction: systemLevel}
 	types := append([]string(nil), opts.ResourceTypes...)
 	sort.Strings(types)
@@ -160,10 +178,10 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 		res := Resource{
 			Type:              typ,
 			Interaction:       typeLevel,
-			ConditionalCreate: &f,
+			ConditionalCreate: &condCreate,
 			ConditionalRead:   "not-supported",
-			ConditionalUpdate: &f,
-			ConditionalDelete: "not-supported",
+			ConditionalUpdate: &condUpdate,
+			ConditionalDelete: condDelete,
 		}
 		if has[VRead] {
 			res.Versioning = "versioned-update"

@@ -1,8 +1,10 @@
 package fhir
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"time"
 )
 
 // Service performs the FHIR write and read interactions on a Store: it
@@ -15,6 +17,17 @@ type Service struct {
 	// written (Resource.Index), which the store keeps in the same
 	// transaction. See https://hl7.org/fhir/R4/search.html.
 	Indexer *Indexer
+	// Registry holds the search parameters that conditional interactions
+	// and conditional references search with; nil means the generated R4
+	// table alone.
+	Registry *SearchRegistry
+	// MaxConditionalDeletes is the most resources one conditional delete
+	// may remove; zero means 1 (single). See
+	// https://hl7.org/fhir/R4/http.html#3.1.0.7.1.
+	MaxConditionalDeletes int
+	// MaxBundleEntries is the most entries a batch or transaction Bundle
+	// may hold; zero means 10,000. See https://hl7.org/fhir/R4/http.html#transaction.
+	MaxBundleEntries int
 }
 
 // Read returns the current version of type/id.
@@ -49,9 +62,10 @@ func (s *Service) VRead(ctx context.Context, typ, id string, v int64) (*Resource
 // Create stores p as a new resource with a server-assigned id and version
 // 1; an id in p is ignored. See https://hl7.org/fhir/R4/http.html#create.
 func (s *Service) Create(ctx context.Context, p *Parsed) (*Resource, error) {
+	pre := s.prepare(p, NewID(), 1, MethodCreate)
 	var out *Resource
 	err := s.Store.Write(ctx, func(tx Tx) error {
-		r, err := s.put(tx, p, NewID(), 1, MethodCreate)
+		r, err := s.commitPrepared(tx, p, pre)
 		out = r
 		return err
 	})
@@ -79,6 +93,13 @@ func (s *Service) Update(ctx context.Context, typ, id string, p *Parsed, ifMatch
 	if !ValidID(id) {
 		return nil, false, Errorf(IssueInvalid, "the id in the URL is not a valid FHIR id ([A-Za-z0-9-.]{1,64})")
 	}
+	// Marshal and index outside the write, for the version expected; the
+	// write function checks the guess.
+	var guess int64 = 1
+	if cur, err := s.Store.Read(ctx, typ, id); err == nil {
+		guess = cur.VersionID + 1
+	}
+	pre := s.prepare(p, id, guess, MethodUpdate)
 	err = s.Store.Write(ctx, func(tx Tx) error {
 		cur, err := tx.Read(typ, id)
 		var next int64 = 1
@@ -92,7 +113,11 @@ func (s *Service) Update(ctx context.Context, typ, id string, p *Parsed, ifMatch
 			return VersionConflictf("If-Match names version %d but the current version is %s", ifMatch, describeVersion(cur))
 		}
 		created = cur == nil || cur.Deleted()
-		r, err = s.put(tx, p, id, next, MethodUpdate)
+		if next == pre.version {
+			r, err = s.commitPrepared(tx, p, pre)
+		} else {
+			r, err = s.put(tx, p, id, next, MethodUpdate)
+		}
 		return err
 	})
 	return r, created, err
@@ -144,6 +169,79 @@ func (s *Service) put(tx Tx, p *Parsed, id string, version int64, method Method)
 			return nil, err
 		}
 	}
+	if err := tx.Put(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// placeholderTime stamps versions marshalled before their commit time is
+// known; FormatInstant gives every time the same width, so the commit's
+// time is spliced into the bytes in place of it.
+var placeholderTime = time.Date(1999, 12, 31, 23, 59, 59, 999e6, time.UTC)
+
+// prepared is a version marshalled and indexed outside the store's write
+// function (which runs on the store's single writer), stamped with
+// placeholderTime for lastUpdated.
+type prepared struct {
+	id      string
+	version int64
+	method  Method
+	json    []byte
+	index   *Index
+	at      int // the offset of the placeholder time in json; -1 when none
+	err     error
+}
+
+// prepare stamps p with id, version and placeholderTime and marshals and
+// indexes it. A failure is kept in the result and reported by
+// commitPrepared, which also falls back to marshalling inside the write
+// when the placeholder cannot be found.
+func (s *Service) prepare(p *Parsed, id string, version int64, method Method) *prepared {
+	pre := &prepared{id: id, version: version, method: method, at: -1}
+	p.Stamp(id, version, placeholderTime)
+	if pre.json, pre.err = s.Codec.Marshal(p); pre.err != nil {
+		return pre
+	}
+	pre.at = bytes.Index(pre.json, placeholderField)
+	if pre.at >= 0 {
+		pre.at += len(placeholderField) - len(placeholderText) - 1
+	}
+	if s.Indexer != nil {
+		pre.index, pre.err = s.Indexer.Index(p.Type, pre.json)
+	}
+	return pre
+}
+
+var (
+	placeholderText  = FormatInstant(placeholderTime)
+	placeholderField = []byte(`"lastUpdated":"` + placeholderText + `"`)
+)
+
+// commitPrepared writes pre as the next version of p inside tx: it
+// splices the commit time into the bytes and the _lastUpdated index rows,
+// then Puts. When the placeholder was not found it marshals p inside
+// the write as put does.
+func (s *Service) commitPrepared(tx Tx, p *Parsed, pre *prepared) (*Resource, error) {
+	if pre.err != nil {
+		return nil, pre.err
+	}
+	if pre.at < 0 {
+		return s.put(tx, p, pre.id, pre.version, pre.method)
+	}
+	now := tx.Now()
+	copy(pre.json[pre.at:], FormatInstant(now))
+	p.Stamp(pre.id, pre.version, now)
+	if pre.index != nil {
+		ph, ms := placeholderTime.UnixMilli(), now.UnixMilli()
+		for i := range pre.index.Dates {
+			d := &pre.index.Dates[i]
+			if d.Param == "_lastUpdated" && d.Low == ph && d.High == ph {
+				d.Low, d.High = ms, ms
+			}
+		}
+	}
+	r := &Resource{Type: p.Type, ID: pre.id, VersionID: pre.version, LastUpdated: now, Method: pre.method, JSON: pre.json, Index: pre.index}
 	if err := tx.Put(r); err != nil {
 		return nil, err
 	}

@@ -64,6 +64,16 @@ type Tx interface {
 	// Now returns the commit time of the transaction, the lastUpdated of
 	// everything it writes. It never goes backwards between transactions.
 	Now() time.Time
+
+	// Search runs s as Store.Search does, but inside the transaction: it
+	// sees the transaction's own writes, and no other write can come
+	// between the search and the transaction's later Puts. Conditional
+	// create, update, delete and patch search this way, which makes them
+	// race-free (fifty identical conditional creates at once make one
+	// resource). Errors are those of Store.Search.
+	// See https://hl7.org/fhir/R4/http.html#cond-update and
+	// https://hl7.org/fhir/R4/http.html#ccreate.
+	Search(s *Search, cursor Cursor, backward bool) (*SearchPage, error)
 }
 
 // HistoryQuery selects versions for a history interaction.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/cpis-fhir/cpis/fhir"
@@ -28,8 +29,11 @@ func TestCapabilities(t *testing.T) {
 			Mode        string
 			Interaction []struct{ Code string }
 			Resource    []struct {
-				Type        string
-				Interaction []struct{ Code string }
+				Type              string
+				Interaction       []struct{ Code string }
+				ConditionalCreate bool
+				ConditionalUpdate bool
+				ConditionalDelete string
 			}
 		}
 	}
@@ -52,12 +56,15 @@ func TestCapabilities(t *testing.T) {
 		if r.Type != "Patient" {
 			continue
 		}
+		if !r.ConditionalCreate || !r.ConditionalUpdate || r.ConditionalDelete != "single" {
+			t.Errorf("Patient conditionalCreate %v, conditionalUpdate %v, conditionalDelete %q; want true, true, single", r.ConditionalCreate, r.ConditionalUpdate, r.ConditionalDelete)
+		}
 		for _, in := range r.Interaction {
 			srvCodes = append(srvCodes, in.Code)
 		}
 	}
 	sort.Strings(srvCodes)
-	want := []string{"create", "delete", "history-instance", "history-type", "read", "search-type", "update", "vread"}
+	want := []string{"create", "delete", "history-instance", "history-type", "patch", "read", "search-type", "update", "vread"}
 	if len(srvCodes) != len(want) {
 		t.Fatalf("Patient interactions %v, want %v", srvCodes, want)
 	}
@@ -67,8 +74,12 @@ func TestCapabilities(t *testing.T) {
 			break
 		}
 	}
-	if len(cs.Rest[0].Interaction) != 2 || cs.Rest[0].Interaction[0].Code != "search-system" || cs.Rest[0].Interaction[1].Code != "history-system" {
-		t.Errorf("system interactions %v, want [search-system history-system]", cs.Rest[0].Interaction)
+	var sys []string
+	for _, in := range cs.Rest[0].Interaction {
+		sys = append(sys, string(in.Code))
+	}
+	if got, want := strings.Join(sys, " "), "transaction batch search-system history-system"; got != want {
+		t.Errorf("system interactions %q, want %q", got, want)
 	}
 }
 

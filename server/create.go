@@ -2,9 +2,15 @@ package server
 
 // create answers POST [base]/[type]: the server assigns the id; an id in
 // the body is ignored. See https://hl7.org/fhir/R4/http.html#create.
-// Statuses: 201 with Location, ETag and Last-Modified; 400 invalid JSON or
-// resource, or a body of another type; 404 unknown type; 413 too large;
-// 415 not JSON.
+// With If-None-Exist (a search on the type) it is a conditional create
+// (https://hl7.org/fhir/R4/http.html#ccreate): no match creates, one match
+// answers 200 with the existing resource and writes nothing, more fail
+// with 412. The search runs inside the write transaction, so concurrent
+// identical conditional creates make one resource.
+// Statuses: 201 with Location, ETag and Last-Modified; 200 (conditional,
+// matched); 400 invalid JSON or resource, a body of another type, or an
+// If-None-Exist search that is malformed or has an unknown parameter;
+// 404 unknown type; 412 several matches; 413 too large; 415 not JSON.
 
 import (
 	"net/http"
@@ -18,12 +24,24 @@ func (s *Server) create(c *gin.Context) {
 	if !ok {
 		return
 	}
-	if c.GetHeader("If-None-Exist") != "" {
-		s.fail(c, fhir.Errorf(fhir.IssueNotSupported, "conditional create (If-None-Exist) is not supported yet; the resource was not created"))
-		return
-	}
 	p, ok := s.parseBody(c, typ)
 	if !ok {
+		return
+	}
+	if cond := c.GetHeader("If-None-Exist"); cond != "" {
+		r, created, err := s.svc.ConditionalCreate(c.Request.Context(), p, cond, s.baseURL(c))
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		if !created {
+			s.writeWritten(c, http.StatusOK, r, "found")
+			return
+		}
+		if typ == "SearchParameter" {
+			s.searchParameterWritten(r)
+		}
+		s.writeWritten(c, http.StatusCreated, r, "created")
 		return
 	}
 	r, err := s.svc.Create(c.Request.Context(), p)

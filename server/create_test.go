@@ -81,7 +81,8 @@ func TestCreate_Errors(t *testing.T) {
 		{"unknown type in URL", "/Child", patientJSON("", nhs1), nil, 404, "not-found", ""},
 		{"XML body", "/Patient", `<Patient xmlns="http://hl7.org/fhir"/>`, []string{"Content-Type", "application/fhir+xml"}, 415, "not-supported", ""},
 		{"too large", "/Patient", `{"resourceType":"Patient","name":[{"family":"` + strings.Repeat("x", 5000) + `"}]}`, nil, 413, "too-long", ""},
-		{"conditional create not yet supported", "/Patient", patientJSON("", nhs1), []string{"If-None-Exist", "identifier=x"}, 400, "not-supported", ""},
+		{"conditional create on an unknown parameter", "/Patient", patientJSON("", nhs1), []string{"If-None-Exist", "colour=blue"}, 400, "not-supported", ""},
+		{"conditional create with a malformed search", "/Patient", patientJSON("", nhs1), []string{"If-None-Exist", "birthdate=notadate"}, 400, "invalid", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ package server
 // the current version.
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/cpis-fhir/cpis/fhir"
@@ -42,6 +43,42 @@ func (s *Server) delete(c *gin.Context) {
 		msg = "deleted " + r.Ref() + "; version " + r.ETag() + " records the deletion"
 	}
 	if preferReturn(c) == "OperationOutcome" {
+		s.writeOutcome(c, http.StatusOK, []fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.IssueInformational, Diagnostics: msg}})
+		return
+	}
+	c.Status(http.StatusNoContent)
+}
+
+// conditionalDelete answers DELETE [base]/[type]?[search]: the resources
+// the search matches are deleted, at most Config.MaxConditionalDeletes of
+// them (one by default); more fail with 412 and delete nothing. No match
+// succeeds and changes nothing.
+// See https://hl7.org/fhir/R4/http.html#3.1.0.7.1.
+// Statuses: 204 (200 with an OperationOutcome under
+// Prefer: return=OperationOutcome); 400 no search, a malformed search or
+// unknown parameter; 404 unknown type; 412 too many matches.
+func (s *Server) conditionalDelete(c *gin.Context) {
+	typ, ok := s.resourceType(c)
+	if !ok {
+		return
+	}
+	if c.Request.URL.RawQuery == "" {
+		s.fail(c, fhir.Errorf(fhir.IssueInvalid, "a delete names the resource: DELETE [type]/[id], or DELETE [type]?[search] for a conditional delete"))
+		return
+	}
+	ds, err := s.svc.ConditionalDelete(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if len(ds) == 1 {
+		setVersionHeaders(c, ds[0])
+	}
+	if preferReturn(c) == "OperationOutcome" {
+		msg := "nothing to delete: the search matched no resource"
+		if len(ds) > 0 {
+			msg = fmt.Sprintf("deleted %d %s", len(ds), typ)
+		}
 		s.writeOutcome(c, http.StatusOK, []fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.IssueInformational, Diagnostics: msg}})
 		return
 	}

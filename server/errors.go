@@ -24,7 +24,7 @@ func statusOf(err error) int {
 	if errors.As(err, &se) {
 		return se.status
 	}
-	if errors.Is(err, fhir.ErrVersionConflict) {
+	if errors.Is(err, fhir.ErrVersionConflict) || errors.Is(err, fhir.ErrMultipleMatches) {
 		return http.StatusPreconditionFailed
 	}
 	var fe *fhir.Error

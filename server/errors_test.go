@@ -17,7 +17,7 @@ func TestErrors_Routes(t *testing.T) {
 		status       int
 		code         string
 	}{
-		{"PATCH", "/fhir/Patient/p1", 405, "not-supported"},
+		{"PATCH", "/fhir/Patient/p1/_history/1", 405, "not-supported"},
 		{"POST", "/fhir/Patient/p1", 405, "not-supported"},
 		{"DELETE", "/fhir/metadata", 405, "not-supported"},
 		{"GET", "/nothing-here", 404, "not-found"},

@@ -101,7 +101,7 @@ func (s *Server) negotiate(c *gin.Context) {
 		s.fail(c, &statusError{http.StatusNotAcceptable, fhir.Errorf(fhir.IssueNotSupported, "the Accept header asks for a format this server does not produce; it supports JSON only (application/fhir+json)")})
 		return
 	}
-	if ct := c.GetHeader("Content-Type"); ct != "" && c.Request.ContentLength != 0 && !jsonMedia(ct) && !searchForm(c, ct) {
+	if ct := c.GetHeader("Content-Type"); ct != "" && c.Request.ContentLength != 0 && !jsonMedia(ct) && !searchForm(c, ct) && !jsonPatchBody(c, ct) {
 		s.fail(c, &statusError{http.StatusUnsupportedMediaType, fhir.Errorf(fhir.IssueNotSupported, "Content-Type %q is not supported; send JSON (application/fhir+json)", safeMedia(ct))})
 		return
 	}

@@ -38,6 +38,14 @@ type Config struct {
 	// CursorKey is the 16-, 24- or 32-byte AES key that seals paging links;
 	// empty means a random key, so that links do not outlive the process.
 	CursorKey []byte
+	// MaxBundleEntries is the most entries a batch or transaction Bundle
+	// may hold (413 beyond); zero means 10,000.
+	// See https://hl7.org/fhir/R4/http.html#transaction.
+	MaxBundleEntries int
+	// MaxConditionalDeletes is the most resources one conditional delete
+	// removes (412 beyond); zero means 1, the "single" mode.
+	// See https://hl7.org/fhir/R4/http.html#3.1.0.7.1.
+	MaxConditionalDeletes int
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -85,8 +93,9 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		svc:      &fhir.Service{Store: store, Codec: codec, Indexer: fhir.NewIndexer(cfg.Registry)},
+		cfg: cfg,
+		svc: &fhir.Service{Store: store, Codec: codec, Indexer: fhir.NewIndexer(cfg.Registry), Registry: cfg.Registry,
+			MaxBundleEntries: cfg.MaxBundleEntries, MaxConditionalDeletes: cfg.MaxConditionalDeletes},
 		codec:    codec,
 		store:    store,
 		log:      cfg.Logger,
@@ -106,8 +115,14 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.GET("/readyz", s.readyz)
 
 	api := e.Group(FHIRBase, s.negotiate)
+	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
-		api.Handle(r.Method, r.Path, r.handler)
+		// One handler may serve several interactions (POST [base] is both
+		// batch and transaction): register it once, claim each.
+		if k := r.Method + " " + r.Path; !registered[k] {
+			api.Handle(r.Method, r.Path, r.handler)
+			registered[k] = true
+		}
 		s.routes = append(s.routes, r.Route)
 	}
 	s.engine = e
@@ -132,18 +147,28 @@ func (s *Server) fhirRoutes() []route {
 	r := func(method, path string, in conformance.Interaction, h gin.HandlerFunc) route {
 		return route{conformance.Route{Method: method, Path: path, Interaction: in}, h}
 	}
+	cond := func(rt route) route {
+		rt.Conditional = true
+		return rt
+	}
 	return []route{
 		r(http.MethodGet, "/metadata", conformance.Capabilities, s.capabilities),
+		r(http.MethodPost, "", conformance.Transaction, s.bundle),
+		r(http.MethodPost, "", conformance.Batch, s.bundle),
 		r(http.MethodGet, "", conformance.SearchSystem, s.searchSystem),
 		r(http.MethodPost, "/_search", conformance.SearchSystem, s.searchSystem),
 		r(http.MethodGet, "/_history", conformance.HistorySystem, s.historySystem),
 		r(http.MethodGet, "/:type", conformance.SearchType, s.searchType),
-		r(http.MethodPost, "/:type", conformance.Create, s.create),
+		cond(r(http.MethodPost, "/:type", conformance.Create, s.create)),
+		cond(r(http.MethodPut, "/:type", conformance.Update, s.conditionalUpdate)),
+		cond(r(http.MethodDelete, "/:type", conformance.Delete, s.conditionalDelete)),
+		cond(r(http.MethodPatch, "/:type", conformance.Patch, s.conditionalPatch)),
 		r(http.MethodPost, "/:type/_search", conformance.SearchType, s.searchType),
 		r(http.MethodGet, "/:type/_history", conformance.HistoryType, s.historyType),
 		r(http.MethodGet, "/:type/:id", conformance.Read, s.read),
 		r(http.MethodHead, "/:type/:id", conformance.Read, s.read),
 		r(http.MethodPut, "/:type/:id", conformance.Update, s.update),
+		r(http.MethodPatch, "/:type/:id", conformance.Patch, s.patch),
 		r(http.MethodDelete, "/:type/:id", conformance.Delete, s.delete),
 		r(http.MethodGet, "/:type/:id/_history", conformance.HistoryInstance, s.historyInstance),
 		r(http.MethodGet, "/:type/:id/:ctype", conformance.SearchType, s.searchCompartment),
@@ -156,12 +181,13 @@ func (s *Server) fhirRoutes() []route {
 // searchable parameters.
 func (s *Server) rebuildCapability() error {
 	cs := conformance.Build(conformance.Options{
-		BaseURL:         s.cfg.BaseURL,
-		SoftwareName:    "cpis",
-		SoftwareVersion: s.cfg.Version,
-		Date:            s.cfg.Now(),
-		ResourceTypes:   fhir.ResourceTypes,
-		SearchParams:    s.registry.Searchable,
+		BaseURL:           s.cfg.BaseURL,
+		SoftwareName:      "cpis",
+		SoftwareVersion:   s.cfg.Version,
+		Date:              s.cfg.Now(),
+		ResourceTypes:     fhir.ResourceTypes,
+		SearchParams:      s.registry.Searchable,
+		ConditionalDelete: condDeleteMode(s.cfg.MaxConditionalDeletes),
 	}, s.routes)
 	b, err := json.Marshal(cs)
 	if err != nil {
@@ -203,9 +229,13 @@ func (s *Server) readyz(c *gin.Context) {
 }
 
 // resourceType returns the :type parameter, or fails with 404 when it is not
-// an R4 resource type.
+// an R4 resource type (405 for metadata, whose path only GET serves).
 func (s *Server) resourceType(c *gin.Context) (string, bool) {
 	typ := c.Param("type")
+	if typ == "metadata" && c.Request.Method != http.MethodGet {
+		s.noMethod(c)
+		return "", false
+	}
 	if !fhir.IsResourceType(typ) {
 		s.fail(c, fhir.Errorf(fhir.IssueNotFound, "%q is not a FHIR R4 resource type served here", safeToken(typ)))
 		return "", false
@@ -220,4 +250,13 @@ func safeToken(s string) string {
 		return s
 	}
 	return "(the given value)"
+}
+
+// condDeleteMode is the CapabilityStatement's conditionalDelete for the
+// configured limit.
+func condDeleteMode(max int) string {
+	if max > 1 {
+		return "multiple"
+	}
+	return "single"
 }

@@ -55,3 +55,97 @@ func (s *Server) ifMatch(c *gin.Context) (int64, bool) {
 	}
 	return v, true
 }
+
+// conditionalUpdate answers PUT [base]/[type]?[search]: the one resource
+// the search matches is updated; with no match the resource is created
+// (with the body's id, or a new one); several matches fail with 412. The
+// search and the write share one transaction.
+// See https://hl7.org/fhir/R4/http.html#cond-update.
+// Statuses: 200 updated; 201 created; 400 no search, a malformed search or
+// unknown parameter, a body id that differs from the match's; 404 unknown
+// type; 412 several matches; 413; 415.
+func (s *Server) conditionalUpdate(c *gin.Context) {
+	typ, ok := s.resourceType(c)
+	if !ok {
+		return
+	}
+	if c.Request.URL.RawQuery == "" {
+		s.fail(c, fhir.Errorf(fhir.IssueInvalid, "an update names the resource: PUT [type]/[id], or PUT [type]?[search] for a conditional update"))
+		return
+	}
+	p, ok := s.parseBody(c, typ)
+	if !ok {
+		return
+	}
+	r, created, err := s.svc.ConditionalUpdate(c.Request.Context(), typ, c.Request.URL.RawQuery, p, s.baseURL(c))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if typ == "SearchParameter" {
+		s.searchParameterWritten(r)
+	}
+	if created {
+		s.writeWritten(c, http.StatusCreated, r, "created")
+		return
+	}
+	s.writeWritten(c, http.StatusOK, r, "updated")
+}
+
+// conditionalPatch answers PATCH [base]/[type]?[search]: the patch (as
+// patch.go takes it) is applied to the one resource the search matches.
+// The search, the patch and the write share one transaction, so nothing
+// changes the resource in between. See https://hl7.org/fhir/R4/http.html#patch.
+// Statuses: 200 patched; 400 no search, a malformed search or patch; 404
+// no match or unknown type; 412 several matches or If-Match is not the
+// matched version; 415 not a patch media type; 422 a patch that does not
+// apply or makes the resource invalid.
+func (s *Server) conditionalPatch(c *gin.Context) {
+	typ, ok := s.resourceType(c)
+	if !ok {
+		return
+	}
+	if c.Request.URL.RawQuery == "" {
+		s.fail(c, fhir.Errorf(fhir.IssueInvalid, "a patch names the resource: PATCH [type]/[id], or PATCH [type]?[search] for a conditional patch"))
+		return
+	}
+	ifMatch, ok := s.ifMatch(c)
+	if !ok {
+		return
+	}
+	ct := c.GetHeader("Content-Type")
+	if _, ok := fhir.PatchFormatOf(ct); !ok {
+		s.fail(c, &statusError{http.StatusUnsupportedMediaType, fhir.Errorf(fhir.IssueNotSupported,
+			"PATCH takes %s (JSON Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource)", fhir.MediaJSONPatch)})
+		return
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	r, err := s.svc.ConditionalPatch(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c), ifMatch, func(cur *fhir.Resource) (*fhir.Parsed, error) {
+		out, err := fhir.ApplyPatch(cur.JSON, ct, body)
+		if err != nil {
+			return nil, err
+		}
+		p, err := s.codec.Parse(out)
+		if err != nil {
+			return nil, invalidPatchResult(err)
+		}
+		if typ == "SearchParameter" {
+			if err := s.checkSearchParameter(out); err != nil {
+				return nil, err
+			}
+		}
+		return p, nil
+	})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if typ == "SearchParameter" {
+		s.searchParameterWritten(r)
+	}
+	s.writeWritten(c, http.StatusOK, r, "patched")
+}

@@ -116,7 +116,7 @@ func (s *Store) includeTargets(ctx context.Context, rd *reader, inc fhir.Include
 	b.arg(list)
 	b.w(") j CROSS JOIN idx_reference x CROSS JOIN res t WHERE x.rid = j.value")
 	if inc.Param != nil {
-		pid, err := s.pids.get(ctx, s.stmts, inc.Source, inc.Param.Name)
+		pid, err := rd.pid(ctx, inc.Source, inc.Param.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +140,7 @@ func (s *Store) revIncludeSources(ctx context.Context, rd *reader, inc fhir.Incl
 	b.arg(list)
 	b.w(") j CROSS JOIN res t CROSS JOIN idx_reference x CROSS JOIN res o WHERE t.rid = j.value AND x.pid")
 	if inc.Param != nil {
-		pid, err := s.pids.get(ctx, s.stmts, inc.Source, inc.Param.Name)
+		pid, err := rd.pid(ctx, inc.Source, inc.Param.Name)
 		if err != nil {
 			return nil, err
 		}

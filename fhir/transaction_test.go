@@ -1,0 +1,161 @@
+package fhir_test
+
+import (
+	"context"
+	"errors"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/fhirtest"
+	"github.com/cpis-fhir/cpis/fhir/sqlite"
+)
+
+func newService(tb testing.TB) (*fhir.Service, *sqlite.Store) {
+	tb.Helper()
+	clock := fhirtest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
+	st, err := sqlite.Open(filepath.Join(tb.TempDir(), "cpis.db"), sqlite.Config{Now: clock.Now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { st.Close() })
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	reg := fhir.NewSearchRegistry()
+	return &fhir.Service{Store: st, Codec: codec, Indexer: fhir.NewIndexer(reg), Registry: reg}, st
+}
+
+func parseBody(tb testing.TB, svc *fhir.Service, body string) *fhir.Parsed {
+	tb.Helper()
+	p, err := svc.Codec.Parse([]byte(body))
+	if err != nil {
+		tb.Fatalf("parse: %v", err)
+	}
+	return p
+}
+
+const nhsSys = "https://fhir.nhs.uk/Id/nhs-number"
+
+func patient(nhs string) string {
+	return `{"resourceType":"Patient","identifier":[{"system":"` + nhsSys + `","value":"` + nhs + `"}]}`
+}
+
+// TestBundle_OneCommit: everything a transaction writes has one
+// lastUpdated and consecutive Seq numbers, in processing order (POST
+// entries in request order), so the history is the outbox order.
+func TestBundle_OneCommit(t *testing.T) {
+	svc, st := newService(t)
+	ctx := context.Background()
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[
+		{"fullUrl":"urn:uuid:00000000-0000-4000-8000-000000000001","resource":` + patient("9990000018") + `,"request":{"method":"POST","url":"Patient"}},
+		{"resource":{"resourceType":"Flag","status":"active","code":{"text":"cp"},"subject":{"reference":"urn:uuid:00000000-0000-4000-8000-000000000001"}},"request":{"method":"POST","url":"Flag"}},
+		{"resource":{"resourceType":"CareTeam","id":"ct1","subject":{"reference":"urn:uuid:00000000-0000-4000-8000-000000000001"}},"request":{"method":"PUT","url":"CareTeam/ct1"}}]}`
+	res, err := svc.Bundle(ctx, parseBody(t, svc, body), fhir.BundleOptions{BaseURL: "http://x/fhir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seqs []int64
+	for i, e := range res.Entries {
+		if e.Status != 201 || e.Version == nil {
+			t.Fatalf("entry %d: status %d, want 201 with a version", i, e.Status)
+		}
+		seqs = append(seqs, e.Version.Seq)
+		if !e.Version.LastUpdated.Equal(res.Entries[0].Version.LastUpdated) {
+			t.Errorf("entry %d lastUpdated %v, want the commit's %v", i, e.Version.LastUpdated, res.Entries[0].Version.LastUpdated)
+		}
+		if !strings.Contains(string(e.Version.JSON), `"lastUpdated":"`+fhir.FormatInstant(e.Version.LastUpdated)+`"`) {
+			t.Errorf("entry %d JSON %s does not carry its lastUpdated", i, e.Version.JSON)
+		}
+	}
+	if seqs[1] != seqs[0]+1 || seqs[2] != seqs[1]+1 {
+		t.Errorf("seqs %v, want consecutive", seqs)
+	}
+	// The _lastUpdated index rows carry the commit time, not a
+	// placeholder: the search at that millisecond finds all three.
+	for _, typ := range []string{"Patient", "Flag", "CareTeam"} {
+		q, err := fhir.ParseSearch(typ, url.Values{"_lastUpdated": {fhir.FormatInstant(res.Entries[0].Version.LastUpdated)}}, fhir.SearchOptions{Registry: svc.Registry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		page, err := st.Search(ctx, q, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page.Matches) != 1 {
+			t.Errorf("%s?_lastUpdated=<commit time>: %d matches, want 1", typ, len(page.Matches))
+		}
+	}
+	// The Flag refers to the Patient the transaction created.
+	if !strings.Contains(string(res.Entries[1].Version.JSON), `"reference":"Patient/`+res.Entries[0].Version.ID+`"`) {
+		t.Errorf("Flag %s does not refer to Patient/%s", res.Entries[1].Version.JSON, res.Entries[0].Version.ID)
+	}
+}
+
+// TestTxSearch_SeesOwnWrites: a search inside a write transaction sees
+// the transaction's own uncommitted Put, and a failed transaction leaves
+// nothing for later searches.
+func TestTxSearch_SeesOwnWrites(t *testing.T) {
+	svc, st := newService(t)
+	ctx := context.Background()
+	q, err := fhir.ParseSearch("Patient", url.Values{"identifier": {nhsSys + "|9990000026"}}, fhir.SearchOptions{Registry: svc.Registry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inside int
+	err = st.Write(ctx, func(tx fhir.Tx) error {
+		p := parseBody(t, svc, patient("9990000026"))
+		p.Stamp("p1", 1, tx.Now())
+		b, _ := svc.Codec.Marshal(p)
+		idx, _ := svc.Indexer.Index("Patient", b)
+		if err := tx.Put(&fhir.Resource{Type: "Patient", ID: "p1", VersionID: 1, LastUpdated: tx.Now(), Method: fhir.MethodCreate, JSON: b, Index: idx}); err != nil {
+			return err
+		}
+		page, err := tx.Search(q, nil, false)
+		if err != nil {
+			return err
+		}
+		inside = len(page.Matches)
+		return fhir.Errorf(fhir.IssueInvalid, "roll back")
+	})
+	if err == nil {
+		t.Fatal("Write: nil error, want the roll back")
+	}
+	if inside != 1 {
+		t.Errorf("search inside the transaction: %d matches, want 1", inside)
+	}
+	page, err := st.Search(ctx, q, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Matches) != 0 {
+		t.Errorf("search after the rolled back transaction: %d matches, want 0", len(page.Matches))
+	}
+}
+
+// TestConditionalCreate_Service: no match creates, one match returns it,
+// two fail with ErrMultipleMatches.
+func TestConditionalCreate_Service(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	cond := "identifier=" + url.QueryEscape(nhsSys+"|9990000034")
+	r1, created, err := svc.ConditionalCreate(ctx, parseBody(t, svc, patient("9990000034")), cond, "")
+	if err != nil || !created {
+		t.Fatalf("first: created %v, err %v; want created", created, err)
+	}
+	r2, created, err := svc.ConditionalCreate(ctx, parseBody(t, svc, patient("9990000034")), cond, "")
+	if err != nil || created || r2.ID != r1.ID {
+		t.Fatalf("second: created %v, id %s, err %v; want the first's %s", created, r2.ID, err, r1.ID)
+	}
+	if _, err := svc.Create(ctx, parseBody(t, svc, patient("9990000034"))); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = svc.ConditionalCreate(ctx, parseBody(t, svc, patient("9990000034")), cond, "")
+	if !errors.Is(err, fhir.ErrMultipleMatches) {
+		t.Errorf("with two matches: err %v, want ErrMultipleMatches", err)
+	}
+}

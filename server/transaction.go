@@ -1,0 +1,93 @@
+package server
+
+// bundle answers POST [base] with a Bundle of type transaction or batch.
+// See https://hl7.org/fhir/R4/http.html#transaction.
+//
+// A transaction is all or nothing, in one store transaction (see
+// fhir.Service.Bundle): its answer is a transaction-response Bundle with
+// one entry per request entry, in request order, each with its status,
+// location, etag and lastModified (and the resource, unless
+// Prefer: return=minimal). When an entry fails, nothing is written and the
+// answer is the failure's status with an OperationOutcome naming the entry
+// (index and fullUrl) and the reason. A batch is answered by batch.go.
+// Statuses: 200 with the response Bundle; 400 not a Bundle, not a batch or
+// transaction, a malformed entry; 404/409/410/412/422 as the failing entry
+// of a transaction; 413 too many entries or too large a body; 415.
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/gin-gonic/gin"
+)
+
+func (s *Server) bundle(c *gin.Context) {
+	body, err := s.readBody(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// The Bundle is parsed once, with its entries; the engine uses the
+	// entries' protos as they are.
+	p, err := s.codec.Parse(body)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if p.Type != "Bundle" {
+		s.fail(c, fhir.Errorf(fhir.IssueInvalid, "POST to the FHIR base takes a batch or transaction Bundle, not a %s", p.Type))
+		return
+	}
+	base := s.baseURL(c)
+	res, err := s.svc.Bundle(c.Request.Context(), p, fhir.BundleOptions{BaseURL: base, Minimal: preferReturn(c) == "minimal"})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := fhir.NewBundle(res.Type)
+	out.Entry = make([]fhir.BundleEntry, len(res.Entries))
+	for i, e := range res.Entries {
+		out.Entry[i] = s.responseEntry(c, base, e)
+	}
+	for i := range out.Entry {
+		if out.Entry[i].Response.Status[0] != '2' {
+			continue
+		}
+		if r := res.Entries[i].Version; r != nil && r.Type == "SearchParameter" && !r.Deleted() {
+			s.searchParameterWritten(r)
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.writeJSON(c, http.StatusOK, b)
+}
+
+// responseEntry is the Bundle.entry of one result: its response and,
+// when there is one, the resource.
+func (s *Server) responseEntry(c *gin.Context, base string, e fhir.EntryResult) fhir.BundleEntry {
+	if e.Err != nil {
+		return s.failedEntry(c, e.Err)
+	}
+	be := fhir.BundleEntry{Resource: e.Body, Response: &fhir.BundleResponse{Status: statusLine(e.Status)}}
+	if r := e.Version; r != nil {
+		if !r.Deleted() {
+			be.FullURL = base + "/" + r.Ref()
+		}
+		if e.Status == http.StatusCreated || e.Status == http.StatusOK {
+			be.Response.Location = base + "/" + r.VersionRef()
+		}
+		be.Response.Etag = r.ETag()
+		be.Response.LastModified = fhir.FormatInstant(r.LastUpdated)
+	}
+	return be
+}
+
+// statusLine is a Bundle response status: the code and its reason phrase.
+func statusLine(code int) string {
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
