@@ -89,6 +89,8 @@ type Main struct {
 	BaseURL      string
 	MaxBodyBytes int64
 	LogLevel     string
+	// MaxBundleEntries and MaxConditionalDeletes are server.Config's.
+	MaxBundleEntries, MaxConditionalDeletes int
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM or SIGINT.
 	ShutdownTimeout time.Duration
@@ -109,6 +111,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.BaseURL, "base-url", "", "public FHIR base URL, such as https://cpis.example/fhir (default: from each request's Host)")
 	fs.Int64Var(&m.MaxBodyBytes, "max-body", 10<<20, "largest request body accepted, in bytes")
 	fs.StringVar(&m.LogLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&m.MaxBundleEntries, "max-bundle-entries", 10000, "most entries a batch or transaction Bundle may hold (413 beyond)")
+	fs.IntVar(&m.MaxConditionalDeletes, "max-conditional-deletes", 1, "most resources one conditional delete removes (412 beyond); 1 is single mode")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
 	return fs.Parse(args)
 }
@@ -162,6 +166,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Version:      version,
 		Registry:     registry,
 		CursorKey:    cursorKey,
+
+		MaxBundleEntries:      m.MaxBundleEntries,
+		MaxConditionalDeletes: m.MaxConditionalDeletes,
 	})
 	if err != nil {
 		return err

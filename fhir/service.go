@@ -204,6 +204,11 @@ func (s *Service) prepare(p *Parsed, id string, version int64, method Method) *p
 		return pre
 	}
 	pre.at = bytes.Index(pre.json, placeholderField)
+	if pre.at >= 0 && bytes.Contains(pre.json[pre.at+1:], placeholderField) {
+		// Another lastUpdated (of a contained resource) has the same
+		// value: which one is the version's cannot be told by position.
+		pre.at = -1
+	}
 	if pre.at >= 0 {
 		pre.at += len(placeholderField) - len(placeholderText) - 1
 	}

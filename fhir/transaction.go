@@ -31,6 +31,10 @@ type BundleOptions struct {
 	// Minimal leaves the resources out of the response entries
 	// (Prefer: return=minimal).
 	Minimal bool
+	// Check, when set, is called with each POST and PUT entry's resource
+	// before anything is written; its error fails the entry (and so a
+	// transaction), named as the entry.
+	Check func(p *Parsed) error
 }
 
 // BundleResult is the outcome of a batch or transaction Bundle: one entry
@@ -102,8 +106,8 @@ type condRef struct{ typ, query, to string }
 // (the same lastUpdated, consecutive Seq), and the first failing entry
 // fails the Bundle with an *Error that names the entry (index and fullUrl)
 // and the reason, and nothing is written. Entries are processed DELETE,
-// then POST, then PUT, then GET and HEAD; reads and searches see the
-// transaction's own writes. Before anything is written the fullUrls of
+// then POST, then PUT, then PATCH, then GET and HEAD; reads and searches
+// see the transaction's own writes. Before anything is written the fullUrls of
 // the POST and PUT entries (urn:uuid:, urn:oid:, absolute or relative) are
 // mapped to the Type/id each resource gets, and every Reference that
 // names one, wherever it stands (nested elements, extensions, contained
@@ -111,17 +115,20 @@ type condRef struct{ typ, query, to string }
 // ("Patient?identifier=...") are resolved by a search inside the
 // transaction (no match: IssueNotFound; several: ErrMultipleMatches).
 // Conditional create (ifNoneExist), update (PUT Type?query), delete
-// (DELETE Type?query) and If-Match work as in the single interactions.
+// (DELETE Type?query), patch (PATCH with a Parameters FHIRPath Patch or a
+// Binary JSON Patch, on Type/id or Type?query) and ifMatch work as in the
+// single interactions.
 //
 // A batch (https://hl7.org/fhir/R4/http.html#batch) runs each entry on its
 // own, in its own store transaction; a failing entry reports its error in
 // its EntryResult.Err and the others go on.
 //
 // Errors: IssueInvalid for a Bundle of another type, an entry without a
-// request, a method or URL the server does not support inside Bundles
-// (PATCH, operations, history), a resource whose type differs from its
-// URL's, or two entries writing the same resource; IssueTooLong when the
-// Bundle has more than MaxBundleEntries entries.
+// request, a resource whose type differs from its URL's, or two entries
+// writing the same resource; IssueNotSupported for a URL the server does
+// not take inside Bundles (operations, history, system level);
+// IssueTooLong when the Bundle has more than MaxBundleEntries entries.
+// Bundle is safe for concurrent use.
 func (s *Service) Bundle(ctx context.Context, p *Parsed, opts BundleOptions) (*BundleResult, error) {
 	b, ok := p.Message().(*bcrpb.Bundle)
 	if !ok {
@@ -338,6 +345,11 @@ func (s *Service) runEntries(ctx context.Context, es []*entry, base string, opts
 			planned = false
 		case cpb.HTTPVerbCode_POST, cpb.HTTPVerbCode_PUT:
 			writes = append(writes, e)
+			if opts.Check != nil {
+				if err := opts.Check(e.p); err != nil {
+					return entryError(e, err)
+				}
+			}
 		}
 	}
 	if len(writes) == 0 {

@@ -41,7 +41,7 @@ func (s *Server) bundle(c *gin.Context) {
 		return
 	}
 	base := s.baseURL(c)
-	res, err := s.svc.Bundle(c.Request.Context(), p, fhir.BundleOptions{BaseURL: base, Minimal: preferReturn(c) == "minimal"})
+	res, err := s.svc.Bundle(c.Request.Context(), p, fhir.BundleOptions{BaseURL: base, Minimal: preferReturn(c) == "minimal", Check: s.checkEntry})
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -90,4 +90,18 @@ func (s *Server) responseEntry(c *gin.Context, base string, e fhir.EntryResult) 
 // statusLine is a Bundle response status: the code and its reason phrase.
 func statusLine(code int) string {
 	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
+// checkEntry checks a resource a Bundle entry writes as the single
+// interactions do: a SearchParameter must be one the server can use (422
+// otherwise, before anything is stored).
+func (s *Server) checkEntry(p *fhir.Parsed) error {
+	if p.Type != "SearchParameter" {
+		return nil
+	}
+	b, err := s.codec.Marshal(p)
+	if err != nil {
+		return err
+	}
+	return s.checkSearchParameter(b)
 }

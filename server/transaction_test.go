@@ -559,3 +559,20 @@ func TestPatch_ConditionalAndInBundles(t *testing.T) {
 		t.Errorf("FHIRPath Patch in a transaction: etag %s, %s; want W/\"4\" and gender female", b.Entry[0].Response.Etag, b.Entry[0].Resource)
 	}
 }
+
+// TestTransaction_SearchParameterChecked: a SearchParameter the server
+// cannot use fails its transaction with 422, as a single PUT does, and
+// nothing of the transaction is stored.
+func TestTransaction_SearchParameterChecked(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	bad := `{"resourceType":"SearchParameter","id":"bad","url":"https://example.org/SearchParameter/bad","name":"Bad","status":"active",` +
+		`"description":"d","code":"bad","base":["Patient"],"type":"token","expression":"Patient.identifier.((("}`
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[
+		{"resource":` + patientJSON("p1", nhs1) + `,"request":{"method":"PUT","url":"Patient/p1"}},
+		{"resource":` + bad + `,"request":{"method":"PUT","url":"SearchParameter/bad"}}]}`
+	res := do(t, http.MethodPost, ts.Base, body).wantStatus(t, http.StatusUnprocessableEntity)
+	if _, diag, _ := res.outcome(t); !strings.Contains(diag, "entry 1") {
+		t.Errorf("outcome %q, want it to name entry 1", diag)
+	}
+	do(t, http.MethodGet, ts.Base+"/Patient/p1", "").wantStatus(t, http.StatusNotFound)
+}

@@ -80,7 +80,7 @@ func Open(path string, cfg Config) (*Store, error) {
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
 	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}}
 	var err error
-	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate"); err != nil {
+	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=cache_size(-32768)"); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s.wdb.SetMaxOpenConns(1)
