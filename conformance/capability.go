@@ -52,6 +52,18 @@ type Route struct {
 	// DELETE [type]?[search] for delete.
 	// See https://hl7.org/fhir/R4/http.html#cond-update.
 	Conditional bool
+	// Operation, when set, says the route serves this operation (such as
+	// $validate) rather than an interaction; it is listed at
+	// rest.resource.operation for type- and instance-level routes.
+	// See https://hl7.org/fhir/R4/capabilitystatement-definitions.html#CapabilityStatement.rest.resource.operation.
+	Operation *Operation
+}
+
+// Operation is CapabilityStatement.rest.resource.operation: the name the
+// operation is called by (without $) and its OperationDefinition.
+type Operation struct {
+	Name       string `json:"name"`
+	Definition string `json:"definition"`
 }
 
 // Options describe the server in its CapabilityStatement.
@@ -70,6 +82,10 @@ type Options struct {
 	// conditional delete may remove, claimed when a conditional delete
 	// route is registered.
 	ConditionalDelete string
+	// SupportedProfiles returns the canonical URLs of the profiles the
+	// server supports for a type, listed at
+	// rest.resource.supportedProfile; nil lists none.
+	SupportedProfiles func(resourceType string) []string
 }
 
 // CapabilityStatement is the JSON shape of the R4 CapabilityStatement this
@@ -121,6 +137,8 @@ type Resource struct {
 	SearchInclude     []string          `json:"searchInclude,omitempty"`
 	SearchRevInclude  []string          `json:"searchRevInclude,omitempty"`
 	SearchParam       []SearchParam     `json:"searchParam,omitempty"`
+	Operation         []Operation       `json:"operation,omitempty"`
+	SupportedProfile  []string          `json:"supportedProfile,omitempty"`
 }
 
 // SearchParam is CapabilityStatement.rest.resource.searchParam.
@@ -145,7 +163,13 @@ type CodeInteraction struct {
 func Build(opts Options, routes []Route) *CapabilityStatement {
 	has := map[Interaction]bool{}
 	cond := map[Interaction]bool{}
+	var ops []Operation
+	seenOp := map[string]bool{}
 	for _, r := range routes {
+		if o := r.Operation; o != nil && strings.HasPrefix(r.Path, "/:type") && !seenOp[o.Name] {
+			seenOp[o.Name] = true
+			ops = append(ops, *o)
+		}
 		if r.Interaction != "" {
 			has[r.Interaction] = true
 			cond[r.Interaction] = cond[r.Interaction] || r.Conditional
@@ -194,6 +218,10 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 		}
 		if has[SearchType] && opts.SearchParams != nil {
 			addSearch(&res, opts.SearchParams, types)
+		}
+		res.Operation = ops
+		if opts.SupportedProfiles != nil {
+			res.SupportedProfile = opts.SupportedProfiles(typ)
 		}
 		rest.Resource = append(rest.Resource, res)
 	}

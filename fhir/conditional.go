@@ -72,6 +72,9 @@ func (s *Service) conditionalSearch(tx view, typ, query, base string, limit int)
 // See https://hl7.org/fhir/R4/http.html#ccreate.
 func (s *Service) ConditionalCreate(ctx context.Context, p *Parsed, ifNoneExist, base string) (r *Resource, created bool, err error) {
 	pre := s.prepare(p, NewID(), 1, MethodCreate)
+	if err := s.validate(storeView{ctx, s.Store}, p, pre); err != nil {
+		return nil, false, err
+	}
 	err = s.Store.Write(ctx, func(tx Tx) error {
 		ms, err := s.conditionalSearch(tx, p.Type, ifNoneExist, base, 1)
 		if err != nil {
@@ -103,6 +106,9 @@ func (s *Service) ConditionalUpdate(ctx context.Context, typ, query string, p *P
 	}
 	if id := p.ID(); id != "" && !ValidID(id) {
 		return nil, false, Errorf(IssueInvalid, "the resource id is not a valid FHIR id")
+	}
+	if err := s.validate(storeView{ctx, s.Store}, p, nil); err != nil {
+		return nil, false, err
 	}
 	err = s.Store.Write(ctx, func(tx Tx) error {
 		r, created, err = s.conditionalUpdateTx(tx, typ, query, p, base)
@@ -218,6 +224,11 @@ func (s *Service) patchTx(tx Tx, cur *Resource, ifMatch int64, apply func(cur *R
 	}
 	if p.Type != cur.Type || p.ID() != cur.ID {
 		return nil, Errorf(IssueInvalid, "the patch must not change the resource type or id")
+	}
+	// The patched resource exists only inside the write: it is validated
+	// here, reading through tx.
+	if err := s.validate(tx, p, nil); err != nil {
+		return nil, err
 	}
 	return s.put(tx, p, cur.ID, cur.VersionID+1, MethodUpdate)
 }

@@ -52,6 +52,16 @@ type Issue struct {
 	Diagnostics string
 	// Expression holds FHIRPath expressions naming the elements concerned.
 	Expression []string
+	// Details, when its Code is set, is the coded reason of the issue,
+	// written as issue.details.coding (such as a UK Core Spine error code).
+	// See https://hl7.org/fhir/R4/operationoutcome-definitions.html#OperationOutcome.issue.details.
+	Details Coding
+}
+
+// Coding is a code from a code system.
+// See https://hl7.org/fhir/R4/datatypes.html#Coding.
+type Coding struct {
+	System, Code, Display string
 }
 
 // Error is an error with an OperationOutcome issue type and a message that

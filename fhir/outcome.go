@@ -26,6 +26,16 @@ func Outcome(issues []Issue) *oopb.OperationOutcome {
 		if is.Diagnostics != "" {
 			pi.Diagnostics = &dtpb.String{Value: is.Diagnostics}
 		}
+		if d := is.Details; d.Code != "" {
+			c := &dtpb.Coding{Code: &dtpb.Code{Value: d.Code}}
+			if d.System != "" {
+				c.System = &dtpb.Uri{Value: d.System}
+			}
+			if d.Display != "" {
+				c.Display = &dtpb.String{Value: d.Display}
+			}
+			pi.Details = &dtpb.CodeableConcept{Coding: []*dtpb.Coding{c}}
+		}
 		for _, e := range is.Expression {
 			pi.Expression = append(pi.Expression, &dtpb.String{Value: e})
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -28,6 +29,79 @@ type Service struct {
 	// MaxBundleEntries is the most entries a batch or transaction Bundle
 	// may hold; zero means 10,000. See https://hl7.org/fhir/R4/http.html#transaction.
 	MaxBundleEntries int
+	// Validate, when set, checks each resource about to be written by
+	// Create, Update, ConditionalCreate, ConditionalUpdate, a patch and
+	// every POST and PUT entry of a Bundle; its error fails the write (in a
+	// Bundle, the entry: a whole transaction, or only that batch entry).
+	// It runs once per resource before Store.Write, outside the store's
+	// single writer, except for patches applied inside the write (a
+	// conditional patch, PATCH entries of a Bundle), whose result exists
+	// only there. body is the resource's JSON when the service has
+	// marshalled it already, nil otherwise. resolve returns the JSON of the
+	// resource a reference names as the write will see it: in a Bundle an
+	// entry of the same Bundle (by fullUrl or Type/id), else the current
+	// version in the store (committed state, or the write's own inside
+	// it); nil when it cannot be read (a deleted or missing resource, an
+	// absolute URL outside the server). Validate must be safe for
+	// concurrent use. See https://hl7.org/fhir/R4/validation.html.
+	Validate func(p *Parsed, body []byte, resolve func(ref string) []byte) error
+}
+
+// validate calls s.Validate, if set, with the prepared bytes when there are
+// some and a resolver reading through v.
+func (s *Service) validate(v view, p *Parsed, pre *prepared) error {
+	if s.Validate == nil {
+		return nil
+	}
+	var body []byte
+	if pre != nil && pre.err == nil {
+		body = pre.json
+	}
+	return s.Validate(p, body, s.resolver(v, "", nil))
+}
+
+// resolver returns a function that reads the resource a reference names:
+// an entry of entries (keyed by fullUrl and by Type/id) or else the
+// current version through v; conditional references (Type?search) are
+// searched through v. It returns nil for what cannot be read.
+func (s *Service) resolver(v view, base string, entries map[string]*entry) func(ref string) []byte {
+	return func(ref string) []byte {
+		if base != "" {
+			ref = strings.TrimPrefix(ref, base+"/")
+		}
+		if e, ok := entries[ref]; ok {
+			switch {
+			case e.noop && e.match != nil:
+				return e.match.JSON
+			case e.pre != nil && e.pre.err == nil:
+				return e.pre.json
+			}
+			b, err := s.Codec.Marshal(e.p)
+			if err != nil {
+				return nil
+			}
+			return b
+		}
+		if typ, q, ok := strings.Cut(ref, "?"); ok {
+			if !IsResourceType(typ) {
+				return nil
+			}
+			ms, err := s.conditionalSearch(v, typ, q, base, 1)
+			if err != nil || len(ms) != 1 {
+				return nil
+			}
+			return ms[0].JSON
+		}
+		typ, id, ok := strings.Cut(ref, "/")
+		if !ok || !IsResourceType(typ) || !ValidID(id) {
+			return nil
+		}
+		r, err := v.Read(typ, id)
+		if err != nil || r.Deleted() {
+			return nil
+		}
+		return r.JSON
+	}
 }
 
 // Read returns the current version of type/id.
@@ -63,6 +137,9 @@ func (s *Service) VRead(ctx context.Context, typ, id string, v int64) (*Resource
 // 1; an id in p is ignored. See https://hl7.org/fhir/R4/http.html#create.
 func (s *Service) Create(ctx context.Context, p *Parsed) (*Resource, error) {
 	pre := s.prepare(p, NewID(), 1, MethodCreate)
+	if err := s.validate(storeView{ctx, s.Store}, p, pre); err != nil {
+		return nil, err
+	}
 	var out *Resource
 	err := s.Store.Write(ctx, func(tx Tx) error {
 		r, err := s.commitPrepared(tx, p, pre)
@@ -100,6 +177,9 @@ func (s *Service) Update(ctx context.Context, typ, id string, p *Parsed, ifMatch
 		guess = cur.VersionID + 1
 	}
 	pre := s.prepare(p, id, guess, MethodUpdate)
+	if err := s.validate(storeView{ctx, s.Store}, p, pre); err != nil {
+		return nil, false, err
+	}
 	err = s.Store.Write(ctx, func(tx Tx) error {
 		cur, err := tx.Read(typ, id)
 		var next int64 = 1

@@ -367,9 +367,45 @@ func (s *Service) runEntries(ctx context.Context, es []*entry, base string, opts
 			}
 		}
 	}
+	if s.Validate != nil {
+		if err := s.validateEntries(ctx, writes, base); err != nil {
+			return err
+		}
+	}
 	return s.Store.Write(ctx, func(tx Tx) error {
 		return s.runTransaction(tx, es, writes, base, opts, planned)
 	})
+}
+
+// validateEntries calls s.Validate on every POST and PUT entry, before the
+// write: with the prepared bytes when the writes were planned (references
+// between entries then already rewritten), else with nil, and with a
+// resolver that finds the other entries of the Bundle by fullUrl and by
+// the Type/id planned for them, and anything else in the store's committed
+// state. When the writes could not be planned outside the writer (the
+// Bundle deletes or patches), references between entries are still their
+// fullUrls, which the resolver also finds.
+func (s *Service) validateEntries(ctx context.Context, writes []*entry, base string) error {
+	byRef := make(map[string]*entry, 2*len(writes))
+	for _, e := range writes {
+		if e.fullURL != "" {
+			byRef[e.fullURL] = e
+		}
+		if e.target != "" {
+			byRef[e.target] = e
+		}
+	}
+	resolve := s.resolver(storeView{ctx, s.Store}, base, byRef)
+	for _, e := range writes {
+		var body []byte
+		if e.pre != nil && e.pre.err == nil {
+			body = e.pre.json
+		}
+		if err := s.Validate(e.p, body, resolve); err != nil {
+			return entryError(e, err)
+		}
+	}
+	return nil
 }
 
 // runTransaction processes the entries inside tx; see Bundle. writes are

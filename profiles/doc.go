@@ -41,8 +41,9 @@
 // Not checked: the base R4 invariants (ele-1, dom-*), extension definitions
 // other than what a profile states inline, bindings to value sets the
 // terminology service does not hold, and what the strict parser already
-// enforces (unknown elements, primitive formats). Nothing in the server
-// calls the validator yet.
+// enforces (unknown elements, primitive formats). The server enforces the
+// profiles on writes and answers $validate with this validator (see
+// server/validate.go).
 //
 // See https://hl7.org/fhir/R4/validation.html.
 package profiles

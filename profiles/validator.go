@@ -661,18 +661,30 @@ func (w *walk) nhsNumbers(x any, path string) {
 
 // AsError returns the findings as a *fhir.Error with code processing (422
 // Unprocessable Entity, as a create or update that fails its profile
-// answers) carrying every issue, or nil when no finding is an error.
-// Details are dropped: fhir.Issue has no field for them yet.
+// answers) carrying every issue, each Details as a code of
+// terminology.SystemSpineErrorOrWarningCode in fhir.Issue.Details, or nil
+// when no finding is an error.
 // See https://hl7.org/fhir/R4/http.html#create.
 func AsError(issues []Issue) error {
 	failed := false
 	out := make([]fhir.Issue, len(issues))
 	for i, is := range issues {
-		out[i] = is.Issue
+		out[i] = is.OutcomeIssue()
 		failed = failed || is.Severity == fhir.SeverityError || is.Severity == fhir.SeverityFatal
 	}
 	if !failed {
 		return nil
 	}
 	return &fhir.Error{Code: fhir.IssueProcessing, Message: "the resource does not conform to its profile", Issues: out}
+}
+
+// OutcomeIssue returns the finding as a fhir.Issue, its Details as a code
+// of terminology.SystemSpineErrorOrWarningCode.
+// See https://hl7.org/fhir/R4/operationoutcome-definitions.html#OperationOutcome.issue.details.
+func (is Issue) OutcomeIssue() fhir.Issue {
+	out := is.Issue
+	if is.Details != "" {
+		out.Details = fhir.Coding{System: terminology.SystemSpineErrorOrWarningCode, Code: is.Details}
+	}
+	return out
 }

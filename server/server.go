@@ -12,6 +12,8 @@ import (
 
 	"github.com/cpis-fhir/cpis/conformance"
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/profiles"
+	"github.com/cpis-fhir/cpis/terminology"
 	"github.com/gin-gonic/gin"
 )
 
@@ -46,6 +48,10 @@ type Config struct {
 	// removes (412 beyond); zero means 1, the "single" mode.
 	// See https://hl7.org/fhir/R4/http.html#3.1.0.7.1.
 	MaxConditionalDeletes int
+	// Profiles validates writes and $validate against the CP-IS profiles
+	// (see validate.go); nil means profiles.New over terminology.New().
+	// See https://hl7.org/fhir/R4/validation.html.
+	Profiles *profiles.Validator
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -62,6 +68,7 @@ type Server struct {
 	registry   *fhir.SearchRegistry
 	cursors    *cursorSealer
 	sp         *searchParams
+	validator  *profiles.Validator
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
@@ -103,6 +110,14 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		cursors:  cursors,
 	}
 	s.sp = &searchParams{s: s}
+	if cfg.Profiles == nil {
+		if cfg.Profiles, err = profiles.New(terminology.New()); err != nil {
+			return nil, err
+		}
+		s.cfg.Profiles = cfg.Profiles
+	}
+	s.validator = cfg.Profiles
+	s.svc.Validate = s.validateWrite
 	// gin's mode is process-wide; this server never wants its debug output.
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -133,6 +148,9 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	if err := s.loadSearchParameters(context.Background()); err != nil {
 		return nil, err
 	}
+	if err := s.loadProfiles(context.Background()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -151,6 +169,11 @@ func (s *Server) fhirRoutes() []route {
 		rt.Conditional = true
 		return rt
 	}
+	// See https://hl7.org/fhir/R4/resource-operation-validate.html.
+	validate := &conformance.Operation{Name: "validate", Definition: "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+	op := func(method, path string, o *conformance.Operation, h gin.HandlerFunc) route {
+		return route{conformance.Route{Method: method, Path: path, Operation: o}, h}
+	}
 	return []route{
 		r(http.MethodGet, "/metadata", conformance.Capabilities, s.capabilities),
 		r(http.MethodPost, "", conformance.Transaction, s.bundle),
@@ -164,6 +187,8 @@ func (s *Server) fhirRoutes() []route {
 		cond(r(http.MethodDelete, "/:type", conformance.Delete, s.conditionalDelete)),
 		cond(r(http.MethodPatch, "/:type", conformance.Patch, s.conditionalPatch)),
 		r(http.MethodPost, "/:type/_search", conformance.SearchType, s.searchType),
+		op(http.MethodPost, "/:type/$validate", validate, s.validateOp),
+		op(http.MethodPost, "/:type/:id/$validate", validate, s.validateOp),
 		r(http.MethodGet, "/:type/_history", conformance.HistoryType, s.historyType),
 		r(http.MethodGet, "/:type/:id", conformance.Read, s.read),
 		r(http.MethodHead, "/:type/:id", conformance.Read, s.read),
@@ -188,6 +213,12 @@ func (s *Server) rebuildCapability() error {
 		ResourceTypes:     fhir.ResourceTypes,
 		SearchParams:      s.registry.Searchable,
 		ConditionalDelete: condDeleteMode(s.cfg.MaxConditionalDeletes),
+		SupportedProfiles: func(typ string) []string {
+			if u := s.validator.ProfileFor(typ); u != "" {
+				return []string{u}
+			}
+			return nil
+		},
 	}, s.routes)
 	b, err := json.Marshal(cs)
 	if err != nil {

@@ -225,7 +225,7 @@ func councilBundle(nums []string, bad bool) string {
 				"category":[{"coding":[{"system":"`+snomed+`","code":"`+cpp+`"}]}],
 				"extension":[{"url":"https://example.org/cpis/plan","valueReference":{"reference":"`+cp+`"}}],
 				"contained":[{"resourceType":"Basic","id":"note","code":{"text":"note"},"subject":{"reference":"`+p+`"}}],
-				"subject":{"reference":"`+p+`"},"author":{"reference":"Organization/la-1"}},"request":{"method":"POST","url":"Flag"}}`,
+				"subject":{"reference":"`+p+`"},"period":{"start":"2026-01-15"},"author":{"reference":"Organization/la-1"}},"request":{"method":"POST","url":"Flag"}}`,
 			`{"fullUrl":"`+cp+`","resource":{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"`+p+`"},
 				"careTeam":[{"reference":"`+ct+`"}]},"request":{"method":"POST","url":"CarePlan"}}`,
 		)
@@ -351,6 +351,7 @@ func TestTransaction_ConditionalReference(t *testing.T) {
 	put(t, ts, "Patient/b2", patientJSON("b2", nhs2))
 	flag := func(cond string) string {
 		return `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Flag","status":"active","code":` + flagCode +
+			`,"category":[{"coding":[{"system":"` + snomed + `","code":"` + cpp + `"}]}],"period":{"start":"2026-01-15"},"author":{"reference":"Organization/la-1"}` +
 			`,"subject":{"reference":"Patient?identifier=` + url.QueryEscape(nhsSys+"|"+cond) + `"}},"request":{"method":"POST","url":"Flag"}}]}`
 	}
 	b := postBundle(t, ts, flag(nhs1), "transaction-response")

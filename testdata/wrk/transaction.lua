@@ -40,7 +40,7 @@ local function child(i, num)
     '"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=' .. sys .. '|' .. num .. '"}},' ..
     '{"fullUrl":"' .. u(1) .. '","resource":{"resourceType":"Flag","status":"active","code":' .. flagCode ..
     ',"category":[{"coding":[{"system":"http://snomed.info/sct","code":"342191000000101"}]}],"subject":{"reference":"' .. u(0) ..
-    '"},"author":{"reference":"Organization/la-1"}},"request":{"method":"POST","url":"Flag"}},' ..
+    '"},"period":{"start":"2026-01-15"},"author":{"reference":"Organization/la-1"}},"request":{"method":"POST","url":"Flag"}},' ..
     '{"fullUrl":"' .. u(2) .. '","resource":{"resourceType":"CarePlan","status":"active","intent":"plan","subject":{"reference":"' .. u(0) ..
     '"},"careTeam":[{"reference":"' .. u(3) .. '"}]},"request":{"method":"POST","url":"CarePlan"}},' ..
     '{"fullUrl":"' .. u(3) .. '","resource":{"resourceType":"CareTeam","status":"active","subject":{"reference":"' .. u(0) ..
