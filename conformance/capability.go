@@ -64,6 +64,22 @@ type Route struct {
 type Operation struct {
 	Name       string `json:"name"`
 	Definition string `json:"definition"`
+	// Types, when set, are the only resource types the operation is
+	// listed on (such as ValueSet for $expand); empty means every type.
+	Types []string `json:"-"`
+}
+
+// on reports whether the operation is listed on the resource type.
+func (o Operation) on(typ string) bool {
+	if len(o.Types) == 0 {
+		return true
+	}
+	for _, t := range o.Types {
+		if t == typ {
+			return true
+		}
+	}
+	return false
 }
 
 // Options describe the server in its CapabilityStatement.
@@ -219,7 +235,11 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 		if has[SearchType] && opts.SearchParams != nil {
 			addSearch(&res, opts.SearchParams, types)
 		}
-		res.Operation = ops
+		for _, o := range ops {
+			if o.on(typ) {
+				res.Operation = append(res.Operation, o)
+			}
+		}
 		if opts.SupportedProfiles != nil {
 			res.SupportedProfile = opts.SupportedProfiles(typ)
 		}

@@ -52,6 +52,11 @@ type Config struct {
 	// (see validate.go); nil means profiles.New over terminology.New().
 	// See https://hl7.org/fhir/R4/validation.html.
 	Profiles *profiles.Validator
+	// Terminology answers the terminology operations and provides the
+	// CodeSystems and ValueSets written at start (see terminology.go); nil
+	// means terminology.New().
+	// See https://hl7.org/fhir/R4/terminology-service.html.
+	Terminology *terminology.Service
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -69,6 +74,7 @@ type Server struct {
 	cursors    *cursorSealer
 	sp         *searchParams
 	validator  *profiles.Validator
+	term       *terminology.Service
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
@@ -110,8 +116,13 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		cursors:  cursors,
 	}
 	s.sp = &searchParams{s: s}
+	if cfg.Terminology == nil {
+		cfg.Terminology = terminology.New()
+		s.cfg.Terminology = cfg.Terminology
+	}
+	s.term = cfg.Terminology
 	if cfg.Profiles == nil {
-		if cfg.Profiles, err = profiles.New(terminology.New()); err != nil {
+		if cfg.Profiles, err = profiles.New(cfg.Terminology); err != nil {
 			return nil, err
 		}
 		s.cfg.Profiles = cfg.Profiles
@@ -151,6 +162,9 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	if err := s.loadProfiles(context.Background()); err != nil {
 		return nil, err
 	}
+	if err := s.loadTerminology(context.Background()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -174,7 +188,22 @@ func (s *Server) fhirRoutes() []route {
 	op := func(method, path string, o *conformance.Operation, h gin.HandlerFunc) route {
 		return route{conformance.Route{Method: method, Path: path, Operation: o}, h}
 	}
-	return []route{
+	// See https://hl7.org/fhir/R4/terminology-service.html (terminology.go).
+	expand := &conformance.Operation{Name: "expand", Definition: "http://hl7.org/fhir/OperationDefinition/ValueSet-expand", Types: []string{"ValueSet"}}
+	validateCode := &conformance.Operation{Name: "validate-code", Definition: "http://hl7.org/fhir/OperationDefinition/ValueSet-validate-code", Types: []string{"ValueSet"}}
+	lookup := &conformance.Operation{Name: "lookup", Definition: "http://hl7.org/fhir/OperationDefinition/CodeSystem-lookup", Types: []string{"CodeSystem"}}
+	subsumes := &conformance.Operation{Name: "subsumes", Definition: "http://hl7.org/fhir/OperationDefinition/CodeSystem-subsumes", Types: []string{"CodeSystem"}}
+	var termOps []route
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		termOps = append(termOps,
+			op(m, "/:type/$expand", expand, s.expandOp),
+			op(m, "/:type/:id/$expand", expand, s.expandOp),
+			op(m, "/:type/$validate-code", validateCode, s.validateCodeOp),
+			op(m, "/:type/:id/$validate-code", validateCode, s.validateCodeOp),
+			op(m, "/:type/$lookup", lookup, s.lookupOp),
+			op(m, "/:type/$subsumes", subsumes, s.subsumesOp))
+	}
+	return append([]route{
 		r(http.MethodGet, "/metadata", conformance.Capabilities, s.capabilities),
 		r(http.MethodPost, "", conformance.Transaction, s.bundle),
 		r(http.MethodPost, "", conformance.Batch, s.bundle),
@@ -199,7 +228,7 @@ func (s *Server) fhirRoutes() []route {
 		r(http.MethodGet, "/:type/:id/:ctype", conformance.SearchType, s.searchCompartment),
 		r(http.MethodGet, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
 		r(http.MethodHead, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
-	}
+	}, termOps...)
 }
 
 // rebuildCapability builds the CapabilityStatement from the routes and the

@@ -16,6 +16,10 @@
 // See https://hl7.org/fhir/R4/valueset.html#compositions and
 // https://hl7.org/fhir/R4/valueset-operation-validate-code.html.
 //
-// Not yet: $expand, $subsumes, searches on CodeSystem and ValueSet, and
-// serving these resources over HTTP.
+// Expand, LookupCode and Subsumes answer $expand, $lookup and $subsumes;
+// the hierarchy Subsumes uses is concept nesting and `parent` properties.
+// Definitions gives the embedded resources, which the server writes into
+// its store at start (server/terminology.go) so that they can be read and
+// searched.
+// See https://hl7.org/fhir/R4/terminology-service.html.
 package terminology

@@ -42,19 +42,47 @@ type Service struct {
 	// expanded holds the displays of codes known only from value set
 	// expansions (SNOMED CT), the first in value set URL order.
 	expanded map[coding]string
+	// defs are the embedded files, in file name order.
+	defs []Definition
+}
+
+// Definition is one embedded CodeSystem or ValueSet as FHIR JSON, with its
+// resource type and fixed id, for serving it as a resource.
+// See https://hl7.org/fhir/R4/codesystem.html and https://hl7.org/fhir/R4/valueset.html.
+type Definition struct {
+	Type string // CodeSystem or ValueSet
+	ID   string
+	URL  string
+	JSON []byte
 }
 
 // codeSystem is the concepts of one CodeSystem.
 type codeSystem struct {
-	url      string
-	concepts map[string]string // code -> display, nested concepts included
+	url, name, version string
+	concepts           map[string]string // code -> display, nested concepts included
+	codes              []string          // in document order, depth first
+	// parents holds each code's direct parents: the concept it is nested
+	// in and its `parent` properties.
+	parents map[string][]string
 }
 
 // valueSet is the membership of one ValueSet.
 type valueSet struct {
-	url     string
-	members map[coding]string // -> display
-	systems []string          // sorted
+	url, version string
+	members      map[coding]string // -> display
+	order        []coding          // members in compose or expansion order
+	search       []string          // per order: lower-case code, NUL, display
+	systems      []string          // sorted
+}
+
+// add adds a member, keeping the first display and position.
+func (vs *valueSet) add(k coding, display string) {
+	if _, ok := vs.members[k]; ok {
+		return
+	}
+	vs.members[k] = display
+	vs.order = append(vs.order, k)
+	vs.search = append(vs.search, strings.ToLower(k.code+"\x00"+display))
 }
 
 type coding struct{ system, code string }
@@ -62,7 +90,10 @@ type coding struct{ system, code string }
 // resource is the part of a CodeSystem or ValueSet that the service reads.
 type resource struct {
 	ResourceType string    `json:"resourceType"`
+	ID           string    `json:"id"`
 	URL          string    `json:"url"`
+	Name         string    `json:"name"`
+	Version      string    `json:"version"`
 	Concept      []concept `json:"concept"`
 	Compose      struct {
 		Include []struct {
@@ -81,9 +112,13 @@ type resource struct {
 }
 
 type concept struct {
-	Code    string    `json:"code"`
-	Display string    `json:"display"`
-	Concept []concept `json:"concept"`
+	Code     string    `json:"code"`
+	Display  string    `json:"display"`
+	Concept  []concept `json:"concept"`
+	Property []struct {
+		Code      string `json:"code"`
+		ValueCode string `json:"valueCode"`
+	} `json:"property"`
 }
 
 // New returns a Service over the embedded content. The content is fixed at
@@ -113,10 +148,11 @@ func load(fsys fs.FS) (*Service, error) {
 		if err := json.Unmarshal(b, &r); err != nil {
 			return nil, fmt.Errorf("terminology: %s: %w", path.Base(name), err)
 		}
+		s.defs = append(s.defs, Definition{Type: r.ResourceType, ID: r.ID, URL: r.URL, JSON: b})
 		switch r.ResourceType {
 		case "CodeSystem":
-			cs := &codeSystem{url: r.URL, concepts: map[string]string{}}
-			addConcepts(cs.concepts, r.Concept)
+			cs := &codeSystem{url: r.URL, name: r.Name, version: r.Version, concepts: map[string]string{}, parents: map[string][]string{}}
+			cs.addConcepts(r.Concept, "")
 			s.systems[r.URL] = cs
 		case "ValueSet":
 			sets = append(sets, r)
@@ -126,11 +162,11 @@ func load(fsys fs.FS) (*Service, error) {
 	}
 	sort.Slice(sets, func(i, j int) bool { return sets[i].URL < sets[j].URL })
 	for _, r := range sets {
-		vs := &valueSet{url: r.URL, members: map[coding]string{}}
+		vs := &valueSet{url: r.URL, version: r.Version, members: map[coding]string{}}
 		if r.Expansion != nil {
 			for _, c := range r.Expansion.Contains {
 				k := coding{c.System, c.Code}
-				vs.members[k] = c.Display
+				vs.add(k, c.Display)
 				if _, ok := s.expanded[k]; !ok && s.systems[c.System] == nil {
 					s.expanded[k] = c.Display
 				}
@@ -145,8 +181,8 @@ func load(fsys fs.FS) (*Service, error) {
 					if cs == nil {
 						return nil, fmt.Errorf("terminology: ValueSet %s includes unknown CodeSystem %s", r.URL, inc.System)
 					}
-					for code, display := range cs.concepts {
-						vs.members[coding{inc.System, code}] = display
+					for _, code := range cs.codes {
+						vs.add(coding{inc.System, code}, cs.concepts[code])
 					}
 					continue
 				}
@@ -155,7 +191,7 @@ func load(fsys fs.FS) (*Service, error) {
 					if cs != nil && display == "" {
 						display = cs.concepts[c.Code]
 					}
-					vs.members[coding{inc.System, c.Code}] = display
+					vs.add(coding{inc.System, c.Code}, display)
 				}
 			}
 		}
@@ -172,10 +208,22 @@ func load(fsys fs.FS) (*Service, error) {
 	return s, nil
 }
 
-func addConcepts(m map[string]string, cs []concept) {
-	for _, c := range cs {
-		m[c.Code] = c.Display
-		addConcepts(m, c.Concept)
+// addConcepts adds concepts nested in parent ("" at the top level).
+func (cs *codeSystem) addConcepts(concepts []concept, parent string) {
+	for _, c := range concepts {
+		if _, ok := cs.concepts[c.Code]; !ok {
+			cs.codes = append(cs.codes, c.Code)
+		}
+		cs.concepts[c.Code] = c.Display
+		if parent != "" {
+			cs.parents[c.Code] = append(cs.parents[c.Code], parent)
+		}
+		for _, p := range c.Property {
+			if p.Code == "parent" && p.ValueCode != "" {
+				cs.parents[c.Code] = append(cs.parents[c.Code], p.ValueCode)
+			}
+		}
+		cs.addConcepts(c.Concept, c.Code)
 	}
 }
 

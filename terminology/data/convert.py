@@ -80,7 +80,7 @@ def valueset_xml(path):
             if val(c, 'display') is not None:
                 x['display'] = val(c, 'display')
             contains.append(x)
-        d['expansion'] = {'total': len(contains), 'contains': contains}
+        d['expansion'] = {'timestamp': val(exp, 'timestamp'), 'total': len(contains), 'contains': contains}
     return d
 
 
