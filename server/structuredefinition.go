@@ -23,18 +23,40 @@ import (
 // loadProfiles writes the profiles the store lacks or holds in another
 // form.
 func (s *Server) loadProfiles(ctx context.Context) error {
-	var entries []string
+	var defs []definition
 	for _, url := range s.validator.Profiles() {
 		pr := s.validator.Profile(url)
-		p, err := s.codec.Parse(pr.JSON)
+		defs = append(defs, definition{Type: "StructureDefinition", JSON: pr.JSON})
+	}
+	return s.writeDefinitions(ctx, "profiles", defs)
+}
+
+// definition is a resource the server ships and writes into the store at
+// start. An empty ID means the resource's own id.
+type definition struct {
+	Type, ID string
+	JSON     []byte
+}
+
+// writeDefinitions writes, in one transaction, each definition the store
+// lacks, holds deleted or holds in another form, under its fixed id, so that
+// read, search and history serve it like any other resource; a restart with
+// unchanged definitions writes nothing. what names them in errors and logs.
+func (s *Server) writeDefinitions(ctx context.Context, what string, defs []definition) error {
+	var entries []string
+	for _, d := range defs {
+		p, err := s.codec.Parse(d.JSON)
 		if err != nil {
-			return fmt.Errorf("profile %s: %w", url, err)
+			return fmt.Errorf("%s %s/%s: %w", what, d.Type, d.ID, err)
 		}
-		id := p.ID()
-		cur, err := s.store.Read(ctx, "StructureDefinition", id)
+		id := d.ID
+		if id == "" {
+			id = p.ID()
+		}
+		cur, err := s.store.Read(ctx, d.Type, id)
 		switch {
 		case err == nil && !cur.Deleted():
-			// Stamped as stored, the embedded profile gives the same
+			// Stamped as stored, the embedded resource gives the same
 			// canonical bytes when it has not changed.
 			p.Stamp(id, cur.VersionID, cur.LastUpdated)
 			b, err := s.codec.Marshal(p)
@@ -47,7 +69,7 @@ func (s *Server) loadProfiles(ctx context.Context) error {
 		case err != nil && !fhir.IsNotFound(err):
 			return err
 		}
-		entries = append(entries, `{"resource":`+string(pr.JSON)+`,"request":{"method":"PUT","url":"StructureDefinition/`+id+`"}}`)
+		entries = append(entries, `{"resource":`+string(d.JSON)+`,"request":{"method":"PUT","url":"`+d.Type+`/`+id+`"}}`)
 	}
 	if len(entries) == 0 {
 		return nil
@@ -55,14 +77,14 @@ func (s *Server) loadProfiles(ctx context.Context) error {
 	body := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
 	p, err := s.codec.Parse(body)
 	if err != nil {
-		return fmt.Errorf("profiles bundle: %w", err)
+		return fmt.Errorf("%s bundle: %w", what, err)
 	}
 	svc := *s.svc
 	svc.MaxBundleEntries = 0 // the configured limit is for clients
 	res, err := svc.Bundle(ctx, p, fhir.BundleOptions{Minimal: true})
 	if err != nil {
-		return fmt.Errorf("write profiles: %w", err)
+		return fmt.Errorf("write %s: %w", what, err)
 	}
-	s.log.Info("profiles written", "count", len(res.Entries))
+	s.log.Info(what+" written", "count", len(res.Entries))
 	return nil
 }

@@ -45,7 +45,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -58,46 +57,11 @@ import (
 // loadTerminology writes the CodeSystems and ValueSets the store lacks or
 // holds in another form.
 func (s *Server) loadTerminology(ctx context.Context) error {
-	var entries []string
+	var defs []definition
 	for _, d := range s.term.Definitions() {
-		p, err := s.codec.Parse(d.JSON)
-		if err != nil {
-			return fmt.Errorf("terminology %s/%s: %w", d.Type, d.ID, err)
-		}
-		cur, err := s.store.Read(ctx, d.Type, d.ID)
-		switch {
-		case err == nil && !cur.Deleted():
-			// Stamped as stored, the embedded resource gives the same
-			// canonical bytes when it has not changed.
-			p.Stamp(d.ID, cur.VersionID, cur.LastUpdated)
-			b, err := s.codec.Marshal(p)
-			if err != nil {
-				return err
-			}
-			if bytes.Equal(b, cur.JSON) {
-				continue
-			}
-		case err != nil && !fhir.IsNotFound(err):
-			return err
-		}
-		entries = append(entries, `{"resource":`+string(d.JSON)+`,"request":{"method":"PUT","url":"`+d.Type+`/`+d.ID+`"}}`)
+		defs = append(defs, definition{Type: d.Type, ID: d.ID, JSON: d.JSON})
 	}
-	if len(entries) == 0 {
-		return nil
-	}
-	body := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
-	p, err := s.codec.Parse(body)
-	if err != nil {
-		return fmt.Errorf("terminology bundle: %w", err)
-	}
-	svc := *s.svc
-	svc.MaxBundleEntries = 0 // the configured limit is for clients
-	res, err := svc.Bundle(ctx, p, fhir.BundleOptions{Minimal: true})
-	if err != nil {
-		return fmt.Errorf("write terminology: %w", err)
-	}
-	s.log.Info("terminology written", "count", len(res.Entries))
-	return nil
+	return s.writeDefinitions(ctx, "terminology", defs)
 }
 
 // opCoding is a Coding parameter.
