@@ -23,6 +23,23 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
+// patchBody returns the Content-Type and body of a PATCH request, or fails
+// with 415 for a media type that is not a patch format.
+func (s *Server) patchBody(c *gin.Context) (ct string, body []byte, ok bool) {
+	ct = c.GetHeader("Content-Type")
+	if _, ok := fhir.PatchFormatOf(ct); !ok {
+		s.fail(c, &statusError{http.StatusUnsupportedMediaType, fhir.Errorf(fhir.IssueNotSupported,
+			"PATCH takes %s (JSON Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource)", fhir.MediaJSONPatch)})
+		return "", nil, false
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		s.fail(c, err)
+		return "", nil, false
+	}
+	return ct, body, true
+}
+
 func (s *Server) patch(c *gin.Context) {
 	typ, ok := s.resourceType(c)
 	if !ok {
@@ -32,15 +49,8 @@ func (s *Server) patch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ct := c.GetHeader("Content-Type")
-	if _, ok := fhir.PatchFormatOf(ct); !ok {
-		s.fail(c, &statusError{http.StatusUnsupportedMediaType, fhir.Errorf(fhir.IssueNotSupported,
-			"PATCH takes %s (JSON Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource)", fhir.MediaJSONPatch)})
-		return
-	}
-	body, err := s.readBody(c)
-	if err != nil {
-		s.fail(c, err)
+	ct, body, ok := s.patchBody(c)
+	if !ok {
 		return
 	}
 	r, err := s.patchResource(c.Request.Context(), typ, c.Param("id"), ct, body, ifMatch)

@@ -113,15 +113,8 @@ func (s *Server) conditionalPatch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	ct := c.GetHeader("Content-Type")
-	if _, ok := fhir.PatchFormatOf(ct); !ok {
-		s.fail(c, &statusError{http.StatusUnsupportedMediaType, fhir.Errorf(fhir.IssueNotSupported,
-			"PATCH takes %s (JSON Patch) or application/fhir+json (FHIRPath Patch, a Parameters resource)", fhir.MediaJSONPatch)})
-		return
-	}
-	body, err := s.readBody(c)
-	if err != nil {
-		s.fail(c, err)
+	ct, body, ok := s.patchBody(c)
+	if !ok {
 		return
 	}
 	r, err := s.svc.ConditionalPatch(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c), ifMatch, func(cur *fhir.Resource) (*fhir.Parsed, error) {
