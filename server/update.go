@@ -32,14 +32,7 @@ func (s *Server) update(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if typ == "SearchParameter" {
-		s.searchParameterWritten(r)
-	}
-	if created {
-		s.writeWritten(c, http.StatusCreated, r, "created")
-		return
-	}
-	s.writeWritten(c, http.StatusOK, r, "updated")
+	s.written(c, typ, r, created)
 }
 
 // ifMatch returns the version in If-Match, zero when absent.
@@ -82,14 +75,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	if typ == "SearchParameter" {
-		s.searchParameterWritten(r)
-	}
-	if created {
-		s.writeWritten(c, http.StatusCreated, r, "created")
-		return
-	}
-	s.writeWritten(c, http.StatusOK, r, "updated")
+	s.written(c, typ, r, created)
 }
 
 // conditionalPatch answers PATCH [base]/[type]?[search]: the patch (as
@@ -141,4 +127,17 @@ func (s *Server) conditionalPatch(c *gin.Context) {
 		s.searchParameterWritten(r)
 	}
 	s.writeWritten(c, http.StatusOK, r, "patched")
+}
+
+// written answers a successful update (201 when it created the resource)
+// and registers a SearchParameter it stored.
+func (s *Server) written(c *gin.Context, typ string, r *fhir.Resource, created bool) {
+	if typ == "SearchParameter" {
+		s.searchParameterWritten(r)
+	}
+	if created {
+		s.writeWritten(c, http.StatusCreated, r, "created")
+		return
+	}
+	s.writeWritten(c, http.StatusOK, r, "updated")
 }
