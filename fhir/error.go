@@ -99,6 +99,23 @@ func (e *Error) OutcomeIssues() []Issue {
 // update or delete whose If-Match did not name the current version (412).
 var ErrVersionConflict = errors.New("fhir: version conflict")
 
+// ErrUnprocessable is wrapped by errors that report content which is well
+// formed but cannot be processed (HTTP 422), such as a patch whose result is
+// not a valid resource. See https://hl7.org/fhir/R4/http.html#patch.
+var ErrUnprocessable = errors.New("fhir: unprocessable")
+
+// InvalidPatchResult reports a patch whose result the codec refuses: err's
+// issues, which name the elements, wrapped with ErrUnprocessable (422).
+// Errors that are not an *Error are returned as they are.
+func InvalidPatchResult(err error) error {
+	var fe *Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	return &Error{Code: fe.Code, Message: "the patch would make the resource invalid: " + fe.Message,
+		Issues: fe.Issues, err: ErrUnprocessable}
+}
+
 // VersionConflictf returns an *Error that wraps ErrVersionConflict.
 func VersionConflictf(format string, args ...any) *Error {
 	e := Errorf(IssueConflict, format, args...)

@@ -691,7 +691,11 @@ func (s *Service) patchEntry(tx Tx, e *entry, base string, opts BundleOptions) e
 		if err != nil {
 			return nil, err
 		}
-		return s.Codec.Parse(out)
+		p, err := s.Codec.Parse(out)
+		if err != nil {
+			return nil, InvalidPatchResult(err)
+		}
+		return p, nil
 	})
 	if err != nil {
 		return err

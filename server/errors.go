@@ -27,6 +27,9 @@ func statusOf(err error) int {
 	if errors.Is(err, fhir.ErrVersionConflict) || errors.Is(err, fhir.ErrMultipleMatches) {
 		return http.StatusPreconditionFailed
 	}
+	if errors.Is(err, fhir.ErrUnprocessable) {
+		return http.StatusUnprocessableEntity
+	}
 	var fe *fhir.Error
 	if !errors.As(err, &fe) {
 		return http.StatusInternalServerError

@@ -92,7 +92,7 @@ func (s *Server) patchResource(ctx context.Context, typ, id, contentType string,
 		}
 		p, err := s.codec.Parse(out)
 		if err != nil {
-			return nil, invalidPatchResult(err)
+			return nil, fhir.InvalidPatchResult(err)
 		}
 		if typ == "SearchParameter" {
 			if err := s.checkSearchParameter(out); err != nil {
@@ -109,18 +109,6 @@ func (s *Server) patchResource(ctx context.Context, typ, id, contentType string,
 			return nil, fhir.Errorf(fhir.IssueConflict, "the resource kept changing while the patch was being applied; send the patch again")
 		}
 	}
-}
-
-// invalidPatchResult reports a patch whose result the codec refuses: 422
-// with the codec's issues, which name the elements.
-// See https://hl7.org/fhir/R4/http.html#patch.
-func invalidPatchResult(err error) error {
-	var fe *fhir.Error
-	if !errors.As(err, &fe) {
-		return err
-	}
-	return &statusError{http.StatusUnprocessableEntity, &fhir.Error{Code: fe.Code,
-		Message: "the patch would make the resource invalid: " + fe.Message, Issues: fe.Issues}}
 }
 
 // jsonPatchBody reports a JSON Patch body sent with PATCH, which the

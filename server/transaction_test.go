@@ -577,3 +577,35 @@ func TestTransaction_SearchParameterChecked(t *testing.T) {
 	}
 	do(t, http.MethodGet, ts.Base+"/Patient/p1", "").wantStatus(t, http.StatusNotFound)
 }
+
+// TestPatch_InvalidResult422: a patch whose result is not a valid resource
+// is 422 wherever it comes: conditional PATCH, a transaction entry (the
+// whole Bundle fails, nothing changes) and a batch entry.
+func TestPatch_InvalidResult422(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	put(t, ts, "Patient/p1", patientJSON("p1", nhs1))
+	q := "?identifier=" + url.QueryEscape(nhsSys+"|"+nhs1)
+	badJSONPatch := `[{"op":"replace","path":"/gender","value":"neither"}]`
+	do(t, http.MethodPatch, ts.Base+"/Patient"+q, badJSONPatch, "Content-Type", "application/json-patch+json").
+		wantStatus(t, http.StatusUnprocessableEntity)
+
+	badFHIRPath := `{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[
+			{"name":"type","valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},{"name":"value","valueCode":"neither"}]}]},
+		 "request":{"method":"PATCH","url":"Patient/p1"}}`
+	res := do(t, http.MethodPost, ts.Base, `{"resourceType":"Bundle","type":"transaction","entry":[
+		{"resource":`+patientJSON("p2", nhs2)+`,"request":{"method":"PUT","url":"Patient/p2"}},`+badFHIRPath+`]}`).
+		wantStatus(t, http.StatusUnprocessableEntity)
+	if _, diag, _ := res.outcome(t); !strings.Contains(diag, "entry 1") {
+		t.Errorf("transaction outcome %q, want it to name entry 1", diag)
+	}
+	do(t, http.MethodGet, ts.Base+"/Patient/p2", "").wantStatus(t, http.StatusNotFound)
+
+	b := postBundle(t, ts, `{"resourceType":"Bundle","type":"batch","entry":[`+badFHIRPath+`,
+		{"request":{"method":"GET","url":"Patient/p1"}}]}`, "batch-response")
+	if got := strings.Join(b.statuses(), " "); got != "422 200" {
+		t.Errorf("batch statuses %s, want 422 200", got)
+	}
+	if !strings.Contains(string(b.Entry[1].Resource), `"gender":"female"`) || !strings.Contains(string(b.Entry[1].Resource), `"versionId":"1"`) {
+		t.Errorf("Patient/p1 after the failed patches: %s, want version 1, gender female", b.Entry[1].Resource)
+	}
+}

@@ -110,7 +110,7 @@ func (s *Server) conditionalPatch(c *gin.Context) {
 		}
 		p, err := s.codec.Parse(out)
 		if err != nil {
-			return nil, invalidPatchResult(err)
+			return nil, fhir.InvalidPatchResult(err)
 		}
 		if typ == "SearchParameter" {
 			if err := s.checkSearchParameter(out); err != nil {
