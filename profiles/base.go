@@ -17,7 +17,8 @@ import (
 // its type (typ for a choice, else el's one type): a data type, or the
 // resource's own type for a contained resource or one inside a Bundle or
 // Parameters. A nested resource other than a contained one is the
-// %resource of its own invariants.
+// %resource of its own invariants; a contained one gets no dom-6 warning
+// (contained resources carry no narrative of their own).
 func (w *walk) baseType(obj map[string]any, el *element, path, typ string) {
 	if el.contentRef != nil {
 		w.object(obj, el.contentRef, path)
@@ -40,7 +41,11 @@ func (w *walk) baseType(obj map[string]any, el *element, path, typ string) {
 			w.root = node
 		}
 		w.object(obj, def, path)
-		w.baseInvariants(def, node, path)
+		for _, inv := range def.baseInvariants {
+			if el.name != "contained" || inv.key != "dom-6" {
+				w.evaluate(inv, node, path)
+			}
+		}
 		w.root = saved
 		return
 	}
@@ -98,19 +103,26 @@ func (w *walk) baseChecks(x any, el *element, path, typ string) {
 // baseInvariants evaluates the R4 invariants of el on focus.
 func (w *walk) baseInvariants(el *element, focus fhirpath.Node, path string) {
 	for _, inv := range el.baseInvariants {
-		out, err := inv.expr.EvaluateOn(w.root, focus)
-		if err != nil {
-			w.add(fhir.SeverityWarning, fhir.IssueProcessing, path, "invariant %s could not be evaluated", inv.key)
-			continue
-		}
-		if len(out) == 1 {
-			if b, ok := out[0].Value.(bool); ok && !b {
-				sev := fhir.SeverityError
-				if inv.severity == "warning" {
-					sev = fhir.SeverityWarning
-				}
-				w.add(sev, fhir.IssueInvariant, path, "%s: %s", inv.key, inv.human)
+		w.evaluate(inv, focus, path)
+	}
+}
+
+// evaluate evaluates one R4 invariant on focus (at path), with w.root as
+// %resource: false is an issue of the invariant's severity; an expression
+// the evaluator fails on is a warning that it could not be evaluated.
+func (w *walk) evaluate(inv *invariant, focus fhirpath.Node, path string) {
+	out, err := inv.expr.EvaluateOn(w.root, focus)
+	if err != nil {
+		w.add(fhir.SeverityWarning, fhir.IssueProcessing, path, "invariant %s could not be evaluated", inv.key)
+		return
+	}
+	if len(out) == 1 {
+		if b, ok := out[0].Value.(bool); ok && !b {
+			sev := fhir.SeverityError
+			if inv.severity == "warning" {
+				sev = fhir.SeverityWarning
 			}
+			w.add(sev, fhir.IssueInvariant, path, "%s: %s", inv.key, inv.human)
 		}
 	}
 }

@@ -123,6 +123,14 @@ func TestValidateBase_Violations(t *testing.T) {
 			fhir.SeverityError, fhir.IssueInvariant, "Flag.period", "per-1"},
 		{"invariant of the resource", `{"resourceType":"Patient",` + div + `,"contained":[{"resourceType":"Organization","id":"o","meta":{"versionId":"1"}}],"managingOrganization":{"reference":"#o"}}`,
 			fhir.SeverityError, fhir.IssueInvariant, "Patient", "dom-4"},
+		{"invariant of the Reference data type (ref-1, %rootResource)", `{"resourceType":"Patient",` + div + `,"managingOrganization":{"reference":"#nowhere"}}`,
+			fhir.SeverityError, fhir.IssueInvariant, "Patient.managingOrganization", "ref-1"},
+		{"contained resource not referred to (dom-3)", `{"resourceType":"Patient",` + div + `,"contained":[{"resourceType":"Organization","id":"o","name":"X"}]}`,
+			fhir.SeverityError, fhir.IssueInvariant, "Patient", "dom-3"},
+		{"invariant of a contained resource", `{"resourceType":"Patient",` + div + `,"contained":[{"resourceType":"Organization","id":"o"}],"managingOrganization":{"reference":"#o"}}`,
+			fhir.SeverityError, fhir.IssueInvariant, "Patient.contained[0]", "org-1"},
+		{"invariant of a data type in a choice", `{"resourceType":"Observation",` + div + `,"status":"final","code":{"text":"x"},"valueQuantity":{"value":1,"code":"mg"}}`,
+			fhir.SeverityError, fhir.IssueInvariant, "Observation.valueQuantity", "qty-3"},
 		{"contained resource checked", `{"resourceType":"Patient",` + div + `,"contained":[{"resourceType":"Organization","id":"o","telecom":[{"system":"pager2"}]}],"managingOrganization":{"reference":"#o"}}`,
 			fhir.SeverityError, profiles.IssueCodeInvalid, "Patient.contained[0].telecom[0].system", "contact-point-system"},
 		{"resource in a Bundle checked", `{"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient",` + div + `,"gender":"bogus"}}]}`,
@@ -158,8 +166,10 @@ func TestValidateBase_Violations(t *testing.T) {
 			}
 		})
 	}
-	// A conforming resource with narrative has no finding at all.
-	if issues := v.ValidateBase([]byte(`{"resourceType":"Patient",` + div + `,"gender":"female","contact":[{"name":{"family":"X"}}]}`)); len(issues) != 0 {
+	// A conforming resource with narrative has no finding at all; its
+	// contained resources need no narrative of their own.
+	if issues := v.ValidateBase([]byte(`{"resourceType":"Patient",` + div + `,"gender":"female","contact":[{"name":{"family":"X"}}],` +
+		`"contained":[{"resourceType":"Organization","id":"o","name":"X"}],"managingOrganization":{"reference":"#o"}}`)); len(issues) != 0 {
 		t.Errorf("ValidateBase(valid Patient): %v, want no issues", issues)
 	}
 }
