@@ -26,6 +26,8 @@ func valueSetData(tb testing.TB, ts *testServer) {
 		`"category":[{"coding":[{"system":"`+snomed+`","code":"183932001"}]}],"code":{"text":"Other alert"},"subject":{"reference":"Patient/c"}}`)
 	put(tb, ts, "Flag/nocat", `{"resourceType":"Flag","id":"nocat","status":"active","code":{"text":"No category"},"subject":{"reference":"Patient/c"}}`)
 	put(tb, ts, "Patient/d", `{"resourceType":"Patient","id":"d","birthDate":"2016-01-01"}`)
+	put(tb, ts, "Encounter/e5", `{"resourceType":"Encounter","id":"e5","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},`+
+		`"serviceType":{"coding":[{"system":"`+snomed+`","code":"310000008"}]},"subject":{"reference":"Patient/c"}}`)
 }
 
 // TestSearch_ValueSetModifiers checks the token modifiers :in and :not-in
@@ -52,8 +54,10 @@ func TestSearch_ValueSetModifiers(t *testing.T) {
 		{"gender not in a value set of other codes", "Patient?gender:not-in=" + q(vsFlag), []string{"Patient/a", "Patient/b", "Patient/c", "Patient/d"}},
 		{"gender in a value set of other codes", "Patient?gender:in=" + q(vsFlag), nil},
 		{"chained", "Flag?patient.gender:not-in=" + q(vsGender), nil},
-		{"chained, in", "Encounter?patient.gender:in=" + q(vsGender) + "&subject=Patient/c", []string{"Encounter/e4"}},
+		{"chained, in", "Encounter?patient.gender:in=" + q(vsGender) + "&subject=Patient/c", []string{"Encounter/e4", "Encounter/e5"}},
 		{"reverse chain", "Patient?_has:Flag:patient:category:in=" + q(vsPlan), []string{"Patient/a", "Patient/b"}},
+		// The care setting types: a value set of 419 SNOMED CT codes.
+		{"large value set", "Encounter?service-type:in=" + q("https://fhir.hl7.org.uk/ValueSet/UKCore-CareSettingType"), []string{"Encounter/e5"}},
 		{"reverse chain, not in", "Patient?_has:Flag:patient:category:not-in=" + q(vsPlan), []string{"Patient/c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
