@@ -54,7 +54,11 @@ type Filter struct {
 	// a reference parameter (subject:Patient), which narrows Targets.
 	Modifier string
 	// Values are ORed. For Modifier "missing" there is exactly one value
-	// whose Missing field says true or false.
+	// whose Missing field says true or false. For "in" and "not-in" they
+	// are the codes of the value sets named (System, HasSystem and Code;
+	// possibly none), expanded when the search was parsed: "in" matches a
+	// resource with one of them, "not-in" one with none of them (as
+	// "not", a resource without a value matches).
 	Values []Value
 	// Chain, for a chained reference (patient.identifier=...), holds one
 	// filter per target type that has the chained parameter; the filter

@@ -116,9 +116,33 @@ func LookupSearchParam(resourceType, name string) (*SearchParam, bool) {
 // reindexed. Its zero value is not usable; build it with NewSearchRegistry.
 // It is safe for concurrent use.
 type SearchRegistry struct {
-	mu     sync.RWMutex
-	extra  map[string][]*SearchParam // by resource type, sorted by name
-	active map[*SearchParam]bool
+	mu        sync.RWMutex
+	extra     map[string][]*SearchParam // by resource type, sorted by name
+	active    map[*SearchParam]bool
+	valueSets ValueSetCodes
+}
+
+// ValueSetCodes returns the codes of the value set that the canonical url
+// names, for the token modifiers :in and :not-in; version is the |version
+// written after the URL, "" for any. ok is false when the value set is not
+// known (or not in that version). It answers from memory, without I/O, and
+// must be safe for concurrent use; the codes returned must not be modified.
+// See https://hl7.org/fhir/R4/search.html#token.
+type ValueSetCodes func(url, version string) (codes []Coding, ok bool)
+
+// SetValueSets makes f the source of the value sets that :in and :not-in
+// name in searches parsed with this registry (such as the server's
+// terminology). Without one those modifiers are unsupported.
+func (r *SearchRegistry) SetValueSets(f ValueSetCodes) {
+	r.mu.Lock()
+	r.valueSets = f
+	r.mu.Unlock()
+}
+
+func (r *SearchRegistry) valueSetCodes() ValueSetCodes {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.valueSets
 }
 
 // NewSearchRegistry returns a registry holding the generated table.

@@ -60,7 +60,11 @@ const (
 //   - token: code, system|code, |code (HasSystem, System empty), system|
 //     (Code empty); modifiers not, text (Norm and Exact, no '|' split),
 //     of-type on identifier parameters (system|code|value: System, Code
-//     "code|value"), missing. _id takes a bare id only (Code).
+//     "code|value"), missing, and in and not-in, whose value is one or more
+//     ValueSet canonical URLs (each with an optional |version), expanded
+//     through the registry's ValueSetCodes into the union of their codes
+//     (at most 1,000; an unknown value set is IssueInvalid). _id takes a
+//     bare id only (Code).
 //   - reference: id (RefID, RefType from a type modifier), Type/id (an
 //     optional /_history/n is dropped), an absolute URL (under BaseURL taken
 //     as Type/id, else URL with a |version in Version); modifiers [Type]
@@ -115,8 +119,9 @@ const (
 // are not references, bad result controls and empty values are IssueInvalid
 // in either mode. Unknown parameters and unsupported ones (_text,
 // _content, _filter, _list, _query, _contained, _containedType, special
-// parameters, :in, :not-in, :above and :below on tokens and references,
-// _type in a type search, chains deeper than four hops) are
+// parameters, :above and :below on tokens and references, :in and :not-in
+// when the registry has no ValueSetCodes, _type in a type search, chains
+// deeper than four hops) are
 // IssueNotSupported when opts.Strict is set, and are otherwise listed in
 // Ignored as written (key without value) and left out of the Search.
 // Compartment is the caller's to set.
@@ -318,6 +323,13 @@ func (p *searchParser) filter(typ, key, full, raw string, depth int) (Filter, er
 	if err := checkModifier(sp, mod, full); err != nil {
 		return Filter{}, err
 	}
+	if sp.Type == SearchParamToken && (mod == "in" || mod == "not-in") {
+		vs, err := p.valueSetValues(raw, full)
+		if err != nil {
+			return Filter{}, err
+		}
+		return Filter{Param: sp, Modifier: mod, Values: vs}, nil
+	}
 	vs, err := p.values(sp, mod, raw, full)
 	if err != nil {
 		return Filter{}, err
@@ -445,12 +457,12 @@ func (p *searchParser) has(typ, rest, full, raw string, depth int) (Filter, erro
 var (
 	supportedModifiers = map[SearchParamType][]string{
 		SearchParamString:    {"exact", "contains"},
-		SearchParamToken:     {"not", "text", "of-type"},
+		SearchParamToken:     {"not", "text", "of-type", "in", "not-in"},
 		SearchParamReference: {"identifier"},
 		SearchParamURI:       {"below", "above"},
 	}
 	unsupportedModifiers = map[SearchParamType][]string{
-		SearchParamToken:     {"above", "below", "in", "not-in"},
+		SearchParamToken:     {"above", "below"},
 		SearchParamReference: {"above", "below"},
 	}
 )
@@ -507,6 +519,53 @@ func isIdentifierParam(sp *SearchParam) bool {
 		}
 	}
 	return true
+}
+
+// maxValueSetCodes is the most codes the value sets of one :in or :not-in
+// value may expand to.
+const maxValueSetCodes = 1000
+
+// valueSetValues expands the value of a token's :in or :not-in: one or
+// more ValueSet canonical URLs, each with an optional |version, separated
+// by commas. The result is the union of their codes, each once, in the
+// order the value sets list them. See https://hl7.org/fhir/R4/search.html#token.
+func (p *searchParser) valueSetValues(raw, full string) ([]Value, error) {
+	codes := p.reg.valueSetCodes()
+	if codes == nil {
+		return nil, unsupported("the server has no terminology to expand value sets")
+	}
+	if raw == "" {
+		return nil, invalid(full, "the parameter has no value")
+	}
+	var out []Value
+	seen := map[Coding]bool{}
+	for _, s := range splitEscaped(raw, ',') {
+		parts := splitEscaped(s, '|')
+		u := unescape(parts[0])
+		if len(parts) > 2 || !strings.Contains(u, "://") && !strings.HasPrefix(u, "urn:") {
+			return nil, invalid(full, "the value is the canonical URL of a ValueSet, optionally with |version")
+		}
+		var version string
+		if len(parts) == 2 {
+			version = unescape(parts[1])
+		}
+		cs, ok := codes(u, version)
+		if !ok {
+			return nil, invalid(full, "the value set is not one this server holds (see GET ValueSet?url=...)")
+		}
+		for _, c := range cs {
+			k := Coding{System: c.System, Code: c.Code}
+			if seen[k] {
+				continue
+			}
+			if len(out) == maxValueSetCodes {
+				return nil, invalid(full, "the value sets have more than %d codes; search with fewer", maxValueSetCodes)
+			}
+			seen[k] = true
+			out = append(out, Value{System: c.System, HasSystem: true, Code: c.Code})
+		}
+	}
+	return out, nil
 }
 
 // values parses one occurrence's value: comma-separated values, ORed.

@@ -3,6 +3,7 @@ package fhir_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"reflect"
 	"strings"
@@ -638,4 +639,80 @@ func BenchmarkParseSearch_EncounterPage(b *testing.B) {
 
 func BenchmarkParseSearch_SystemAllTypes(b *testing.B) {
 	benchmarkParse(b, "", "_lastUpdated=ge2026-01-01&_id=p1")
+}
+
+// TestParseSearchValueSets checks :in and :not-in with a registry whose
+// ValueSetCodes holds two small value sets: their values become the union
+// of the codes, each once.
+func TestParseSearchValueSets(t *testing.T) {
+	const (
+		vsA = "https://example.org/ValueSet/a"
+		vsB = "https://example.org/ValueSet/b"
+		sys = "http://example.org/codes"
+	)
+	sets := map[string][]fhir.Coding{
+		vsA:     {{System: sys, Code: "x"}, {System: sys, Code: "y"}},
+		vsB:     {{System: sys, Code: "y"}, {System: "http://other", Code: "z"}},
+		"empty": nil,
+	}
+	big := make([]fhir.Coding, 1001)
+	for i := range big {
+		big[i] = fhir.Coding{System: sys, Code: fmt.Sprint(i)}
+	}
+	reg := testRegistry()
+	reg.SetValueSets(func(u, version string) ([]fhir.Coding, bool) {
+		switch {
+		case u == "https://example.org/ValueSet/big":
+			return big, true
+		case u == "https://example.org/ValueSet/empty":
+			return nil, true
+		case version != "" && version != "1":
+			return nil, false
+		}
+		cs, ok := sets[u]
+		return cs, ok
+	})
+	tok := func(system, code string) fhir.Value { return fhir.Value{System: system, HasSystem: true, Code: code} }
+	for _, tc := range []struct {
+		name, typ, query string
+		want             *fhir.Search
+	}{
+		{"in", "Observation", "code:in=" + vsA, search("Observation",
+			fhir.Filter{Param: param(t, "Observation", "code"), Modifier: "in", Values: vals(tok(sys, "x"), tok(sys, "y"))})},
+		{"not-in, two value sets, union", "Observation", "code:not-in=" + vsA + "," + vsB + "|1", search("Observation",
+			fhir.Filter{Param: param(t, "Observation", "code"), Modifier: "not-in", Values: vals(tok(sys, "x"), tok(sys, "y"), tok("http://other", "z"))})},
+		{"empty value set", "Observation", "code:in=https://example.org/ValueSet/empty", search("Observation",
+			fhir.Filter{Param: param(t, "Observation", "code"), Modifier: "in"})},
+		{"chained", "Flag", "patient.gender:in=" + vsB, search("Flag", fhir.Filter{Param: param(t, "Flag", "patient"), Chain: []fhir.ChainTarget{
+			{Type: "Patient", Filter: fhir.Filter{Param: param(t, "Patient", "gender"), Modifier: "in", Values: vals(tok(sys, "y"), tok("http://other", "z"))}}}})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, strict := range []bool{false, true} {
+				got, err := parse(t, tc.typ, tc.query, fhir.SearchOptions{Registry: reg, Strict: strict})
+				if err != nil {
+					t.Fatalf("ParseSearch(%q, %q): %v", tc.typ, tc.query, err)
+				}
+				if !reflect.DeepEqual(got, tc.want) {
+					t.Errorf("ParseSearch(%q, %q):\n%s\nwant\n%s", tc.typ, tc.query, dump(got), dump(tc.want))
+				}
+			}
+		})
+	}
+	for _, tc := range []struct{ name, query, key string }{
+		{"unknown value set", "code:in=https://example.org/ValueSet/secret", "code:in"},
+		{"unknown version", "code:not-in=" + vsA + "|secret", "code:not-in"},
+		{"relative URL", "code:in=ValueSet/secret", "code:in"},
+		{"two versions", "code:in=" + vsA + "|1|secret", "code:in"},
+		{"empty entry", "code:in=" + vsA + ",", "code:in"},
+		{"more than 1000 codes", "code:in=https://example.org/ValueSet/big", "code:in"},
+		{"not a token", "date:in=" + vsA, "date:in"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, "Observation", tc.query, fhir.SearchOptions{Registry: reg})
+			var fe *fhir.Error
+			if !errors.As(err, &fe) || fe.Code != fhir.IssueInvalid || !strings.Contains(fe.Message, tc.key) || strings.Contains(fe.Message, "secret") {
+				t.Errorf("ParseSearch(Observation, %q): %v, want IssueInvalid naming %s without the value", tc.query, err, tc.key)
+			}
+		})
+	}
 }

@@ -10,8 +10,8 @@
 // CPIS-PractitionerRole, each at
 // https://fhir.cpis-fhir.org/StructureDefinition/<id>. They are written as
 // differentials (definitions/*.json); New builds their snapshots by merging
-// each differential onto the R4 base elements (base/r4.json, trimmed from
-// hl7.fhir.r4.core 4.0.1) by element id, creating slices where a
+// each differential onto the R4 base elements (base/r4.json.gz, trimmed
+// from hl7.fhir.r4.core 4.0.1 by profiles/internal/gen) by element id, creating slices where a
 // differential names them and unfolding a data type's elements where a
 // differential reaches inside it (Patient.identifier:nhsNumber.system).
 // See https://hl7.org/fhir/R4/profiling.html#snapshot.
@@ -38,12 +38,29 @@
 //   - the Modulus 11 check digit of every NHS number in the resource, with
 //     Details INVALID_SEARCH_DATA.
 //
-// Not checked: the base R4 invariants (ele-1, dom-*), extension definitions
-// other than what a profile states inline, bindings to value sets the
-// terminology service does not hold, and what the strict parser already
-// enforces (unknown elements, primitive formats). The server enforces the
-// profiles on writes and answers $validate with this validator (see
-// server/validate.go).
+// # Validation against the R4 base
+//
+// Validator.ValidateBase checks any resource against the R4
+// StructureDefinition of its type (every resource type and complex data
+// type of hl7.fhir.r4.core 4.0.1, in base/r4.json.gz): the cardinality of
+// every element, descending into data types, backbone elements, elements
+// defined by a contentReference (Questionnaire.item.item), contained
+// resources and the resources of Bundle entries and Parameters; bindings
+// to the value sets the terminology service holds; reference target types;
+// and the R4 invariants, evaluated with fhir/fhirpath (a nested resource
+// other than a contained one is its own %resource). ele-1 and ext-1 are
+// checked natively; txt-1 and txt-2 (htmlChecks()) and que-7 (`is Boolean`
+// on a FHIR boolean) are not checked, as the evaluator cannot run them.
+// Every official R4 example passes but those that really break an R4 rule
+// (base_test.go lists them).
+//
+// Not checked by either: extension definitions other than what a profile
+// states inline, bindings to value sets the terminology service does not
+// hold, and what the strict parser already enforces (unknown elements,
+// primitive formats); Validate does not repeat the base checks below the
+// elements a profile constrains. The server enforces the profiles on
+// writes and answers $validate with both (see server/validate.go and
+// server/operation_validate.go).
 //
 // See https://hl7.org/fhir/R4/validation.html.
 package profiles

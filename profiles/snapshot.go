@@ -2,8 +2,10 @@ package profiles
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -36,6 +38,12 @@ type element struct {
 	// focus selects the items of this element from the root when it has
 	// invariants to evaluate on them.
 	focus *fhirpath.Expression
+	// baseInvariants are the R4 constraints of the element (ele-1 and
+	// ext-1 excepted), checked only by ValidateBase.
+	baseInvariants []*invariant
+	// contentRef is the element whose definition this one reuses
+	// (Questionnaire.item.item is #Questionnaire.item).
+	contentRef *element
 }
 
 type elementType struct {
@@ -76,10 +84,18 @@ type baseDef struct {
 			Strength string `json:"strength"`
 			ValueSet string `json:"valueSet"`
 		} `json:"binding"`
+		ContentReference string `json:"contentReference"`
+		Constraint       []struct {
+			Key        string `json:"key"`
+			Severity   string `json:"severity"`
+			Human      string `json:"human"`
+			Expression string `json:"expression"`
+		} `json:"constraint"`
 	} `json:"element"`
 }
 
-// base holds the R4 element trees, by type name.
+// base holds the R4 element trees, by type name: every resource type and
+// complex data type.
 type base map[string]*element
 
 func parseMax(s string) int {
@@ -90,13 +106,23 @@ func parseMax(s string) int {
 	return n
 }
 
-// loadBase builds one element tree per type from base/r4.json.
-func loadBase(b []byte) (base, error) {
+// loadBase builds one element tree per type from base/r4.json.gz. The
+// constraints whose expression the FHIRPath evaluator cannot parse are
+// left out and returned in skipped (as type: key).
+func loadBase(gz []byte) (out base, skipped []string, err error) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return nil, nil, fmt.Errorf("profiles: base/r4.json.gz: %w", err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("profiles: base/r4.json.gz: %w", err)
+	}
 	var defs []baseDef
 	if err := json.Unmarshal(b, &defs); err != nil {
-		return nil, fmt.Errorf("profiles: base/r4.json: %w", err)
+		return nil, nil, fmt.Errorf("profiles: base/r4.json.gz: %w", err)
 	}
-	out := base{}
+	out = base{}
 	for _, d := range defs {
 		byPath := map[string]*element{}
 		var root *element
@@ -122,7 +148,23 @@ func loadBase(b []byte) (base, error) {
 			if be.Binding != nil {
 				e.binding = &binding{strength: be.Binding.Strength, valueSet: be.Binding.ValueSet}
 			}
+			for _, c := range be.Constraint {
+				if skipInvariants[c.Key] {
+					continue
+				}
+				x, err := fhirpath.Parse(c.Expression)
+				if err != nil {
+					skipped = append(skipped, d.Type+": "+c.Key)
+					continue
+				}
+				e.baseInvariants = append(e.baseInvariants, &invariant{key: c.Key, severity: c.Severity, human: c.Human, expr: x})
+			}
 			byPath[be.Path] = e
+			if ref, ok := strings.CutPrefix(be.ContentReference, "#"); ok {
+				if e.contentRef = byPath[ref]; e.contentRef == nil {
+					return nil, nil, fmt.Errorf("profiles: base %s: %s refers to unknown %s", d.Type, be.Path, ref)
+				}
+			}
 			if i < 0 {
 				root = e
 				root.unfolded = true
@@ -130,17 +172,17 @@ func loadBase(b []byte) (base, error) {
 			}
 			parent := byPath[be.Path[:i]]
 			if parent == nil {
-				return nil, fmt.Errorf("profiles: base %s: %s has no parent", d.Type, be.Path)
+				return nil, nil, fmt.Errorf("profiles: base %s: %s has no parent", d.Type, be.Path)
 			}
 			parent.children = append(parent.children, e)
 			parent.unfolded = true
 		}
 		if root == nil {
-			return nil, fmt.Errorf("profiles: base %s has no root element", d.Type)
+			return nil, nil, fmt.Errorf("profiles: base %s has no root element", d.Type)
 		}
 		out[d.Type] = root
 	}
-	return out, nil
+	return out, skipped, nil
 }
 
 // clone copies e and everything below it. A copy made asSlice (the start

@@ -4,15 +4,18 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/terminology"
 )
 
 func testBase(t *testing.T) base {
 	t.Helper()
-	b, err := files.ReadFile("base/r4.json")
+	b, err := files.ReadFile("base/r4.json.gz")
 	if err != nil {
 		t.Fatal(err)
 	}
-	bs, err := loadBase(b)
+	bs, _, err := loadBase(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,12 +89,48 @@ func TestSnapshot_Errors(t *testing.T) {
 		{"inside a choice of many types", "Patient", `{"id": "Patient.deceased[x].value", "min": 1}`, "it has 2 types"},
 		{"bad invariant", "Flag", `{"id": "Flag", "constraint": [{"key": "x-1", "severity": "error", "human": "x", "expression": "period.("}]}`, "invariant x-1"},
 		{"unsupported discriminator", "Flag", `{"id": "Flag.identifier", "slicing": {"discriminator": [{"type": "profile", "path": "$this"}]}}`, "discriminator type profile"},
-		{"unknown type", "Basic", `{"id": "Basic.code", "min": 1}`, "type Basic is not in base"},
+		{"unknown type", "Colour", `{"id": "Colour.code", "min": 1}`, "type Colour is not in base"},
 	}
 	for _, tt := range tests {
 		_, err := bs.snapshot(tt.typ, diff(t, tt.element), same)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("snapshot(%s): err %v, want one containing %q", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestRequiredBindingsHeld checks that the terminology service holds the
+// value set of every required binding of the CP-IS resource types and of
+// the data types their elements use (not counting Extension.value[x],
+// which may be of any type), so that the validator checks them all. The
+// one exception is mimetypes (Attachment.contentType): BCP 13, a grammar
+// rather than a list of codes.
+func TestRequiredBindingsHeld(t *testing.T) {
+	bs := testBase(t)
+	term := terminology.New()
+	seen := map[string]bool{}
+	var visit func(e *element)
+	visit = func(e *element) {
+		if e.path == "Extension.value[x]" {
+			return
+		}
+		if b := e.binding; b != nil && b.strength == "required" && !term.HasValueSet(b.valueSet) && !strings.HasPrefix(b.valueSet, "http://hl7.org/fhir/ValueSet/mimetypes") {
+			t.Errorf("%s: required binding to %s, which terminology/data does not hold", e.path, b.valueSet)
+		}
+		for _, ty := range e.types {
+			if dt := bs[ty.code]; dt != nil && !seen[ty.code] && !fhir.IsResourceType(ty.code) {
+				seen[ty.code] = true
+				visit(dt)
+			}
+		}
+		for _, c := range e.children {
+			visit(c)
+		}
+	}
+	for _, typ := range []string{"Patient", "Flag", "CarePlan", "CareTeam", "Organization", "Encounter", "Communication", "AuditEvent", "PractitionerRole"} {
+		visit(bs[typ])
+	}
+	if !seen["Timing"] || !seen["Narrative"] {
+		t.Errorf("data types visited %v, want Timing and Narrative among them", seen)
 	}
 }

@@ -51,3 +51,40 @@ func BenchmarkValidate_FlagParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkNew builds a validator: the CP-IS snapshots on the R4 base
+// definitions, which are loaded once per process.
+func BenchmarkNew(b *testing.B) {
+	b.ReportAllocs()
+	for b.Loop() {
+		newValidator(b)
+	}
+}
+
+// BenchmarkValidateBase_Flag validates the CP-IS Flag fixture against the
+// R4 Flag definition (data types, invariants), as $validate does.
+func BenchmarkValidateBase_Flag(b *testing.B) {
+	v := newValidator(b)
+	body, err := os.ReadFile("testdata/flag.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		v.ValidateBase(body)
+	}
+}
+
+// BenchmarkValidateBase_Patient validates the official R4 example Patient
+// (3.7 KB) against the R4 Patient definition.
+func BenchmarkValidateBase_Patient(b *testing.B) {
+	v := newValidator(b)
+	body, err := os.ReadFile("../testdata/r4-examples/Patient-example.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		v.ValidateBase(body)
+	}
+}

@@ -10,9 +10,13 @@ package server
 // `profile` query parameter may name the profile too. On an instance an
 // empty body (or a Parameters without `resource`) validates the stored
 // current version. The resource is parsed strictly (as a create would) and
-// validated against the profile asked for, or else against the profiles
-// a write would enforce (validate.go: known profiles it claims, the CP-IS
-// Flag profile for a CP-IS Flag, with the subject checks). The `mode`
+// validated against the R4 base definition of its type
+// (profiles.Validator.ValidateBase: data types, invariants) and against the
+// profile asked for, or else against the profiles a write would enforce
+// (validate.go: known profiles it claims, the CP-IS Flag profile for a
+// CP-IS Flag, with the subject checks); a profile naming the base
+// definition (http://hl7.org/fhir/StructureDefinition/[type]) asks for the
+// base alone. A finding both report is listed once. The `mode`
 // parameter is not supported (ignored): every request is validated as a
 // create or update would be. Nothing is written.
 // Statuses: 200 with an OperationOutcome (its errors when the resource is
@@ -81,7 +85,8 @@ func (s *Server) validateOp(c *gin.Context) {
 		}
 		resource = r.JSON
 	}
-	if profile != "" && s.validator.Profile(profile) == nil {
+	baseOnly := profile == baseProfile+typ
+	if profile != "" && !baseOnly && s.validator.Profile(profile) == nil {
 		s.fail(c, fhir.Errorf(fhir.IssueNotSupported, "the profile parameter names a profile this server does not know; see GET %s/StructureDefinition", FHIRBase))
 		return
 	}
@@ -100,13 +105,17 @@ func (s *Server) validateOp(c *gin.Context) {
 		return
 	}
 	urls := s.profilesOf(p)
-	if profile != "" {
+	switch {
+	case baseOnly:
+		urls = nil
+	case profile != "":
 		urls = []string{s.validator.Profile(profile).URL}
 	}
-	var issues []profiles.Issue
+	issues := s.validator.ValidateBase(resource)
 	for _, u := range urls {
 		issues = append(issues, s.validator.Validate(resource, u)...)
 	}
+	issues = uniqueIssues(issues)
 	if cpisFlag(p) {
 		ctx := c.Request.Context()
 		issues = append(issues, s.flagRules(resource, func(ref string) []byte {
@@ -129,4 +138,24 @@ func (s *Server) validateOp(c *gin.Context) {
 		out = []fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.IssueInformational, Diagnostics: "no issues found"}}
 	}
 	s.writeOutcome(c, http.StatusOK, out)
+}
+
+// baseProfile is the canonical URL prefix of the R4 base
+// StructureDefinitions, one per type.
+const baseProfile = "http://hl7.org/fhir/StructureDefinition/"
+
+// uniqueIssues drops the repeats of a finding (the base definition and a
+// profile on it can both report it), keeping the first.
+func uniqueIssues(issues []profiles.Issue) []profiles.Issue {
+	type key struct{ sev, code, expr, diag, details string }
+	seen := make(map[key]bool, len(issues))
+	out := issues[:0]
+	for _, is := range issues {
+		k := key{string(is.Severity), string(is.Code), strings.Join(is.Expression, ","), is.Diagnostics, is.Details}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, is)
+		}
+	}
+	return out
 }

@@ -121,6 +121,10 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		s.cfg.Terminology = cfg.Terminology
 	}
 	s.term = cfg.Terminology
+	// :in and :not-in expand value sets from the embedded terminology, in
+	// every search parsed with the registry (Bundle entries and
+	// conditional interactions too).
+	cfg.Registry.SetValueSets(cfg.Terminology.ValueSetCodes)
 	if cfg.Profiles == nil {
 		if cfg.Profiles, err = profiles.New(cfg.Terminology); err != nil {
 			return nil, err

@@ -96,11 +96,11 @@ func TestTerminology_Resources(t *testing.T) {
 			t.Errorf("%s: %v, want %v", tt.query, got, tt.want)
 		}
 	}
-	if n := len(getBundle(t, ts.Base+"/CodeSystem?_count=100").Entry); n != 28 {
-		t.Errorf("CodeSystems: %d, want the 28 embedded", n)
+	if n := len(getBundle(t, ts.Base+"/CodeSystem?_count=100").Entry); n != 32 {
+		t.Errorf("CodeSystems: %d, want the 32 embedded", n)
 	}
-	if n := len(getBundle(t, ts.Base+"/ValueSet?_count=100").Entry); n != 26 {
-		t.Errorf("ValueSets: %d, want the 26 embedded", n)
+	if n := len(getBundle(t, ts.Base+"/ValueSet?_count=100").Entry); n != 30 {
+		t.Errorf("ValueSets: %d, want the 30 embedded", n)
 	}
 	do(t, http.MethodGet, ts.Base+"/CodeSystem/request-intent/_history", "").wantStatus(t, http.StatusOK)
 

@@ -233,11 +233,13 @@ func TestValidate_Operation(t *testing.T) {
 	put(t, ts, "Patient/child-1", cpisPatient("child-1", "9990000018", "female", "2015-04-01", true, false))
 	good := cpisFlag("Patient/child-1", cpp, "2026-01-15", "", "Organization/la-1")
 	put(t, ts, "Flag/f1", `{"id":"f1",`+good[1:])
+	// A valid resource without narrative gets the R4 best-practice
+	// warning dom-6 and nothing else.
 	noIssues := func(t *testing.T, res *response) {
 		t.Helper()
 		is := issuesOf(t, res)
-		if len(is) != 1 || is[0].Severity != "information" || is[0].Diagnostics != "no issues found" {
-			t.Errorf("issues %s, want one information issue: no issues found", res.Body)
+		if len(is) != 1 || is[0].Severity != "warning" || !strings.HasPrefix(is[0].Diagnostics, "dom-6:") {
+			t.Errorf("issues %s, want only the warning dom-6", res.Body)
 		}
 	}
 	wantError := func(t *testing.T, res *response, expr string) {
@@ -270,10 +272,29 @@ func TestValidate_Operation(t *testing.T) {
 	t.Run("profile query parameter", func(t *testing.T) {
 		res := do(t, http.MethodPost, ts.Base+"/Patient/$validate?profile="+url.QueryEscape(profileBase+"CPIS-Patient"), patientJSON("", "9990000018")).
 			wantStatus(t, http.StatusOK)
-		if len(issuesOf(t, res)) == 0 || issuesOf(t, res)[0].Severity != "error" {
-			t.Errorf("issues %s, want errors (no verification status)", res.Body)
+		if is := findIssue(issuesOf(t, res), "Patient.identifier[0].extension"); is == nil || is.Severity != "error" {
+			t.Errorf("issues %s, want an error (no verification status)", res.Body)
 		}
 		noIssues(t, do(t, http.MethodPost, ts.Base+"/Patient/$validate", patientJSON("", "9990000018")).wantStatus(t, http.StatusOK))
+	})
+	t.Run("base R4 definition", func(t *testing.T) {
+		// Without a profile, or with the base one, a Patient is checked
+		// against the R4 Patient definition: pat-1 (a contact needs
+		// details), per-1 inside the Period data type, ele-1 (no empty
+		// object).
+		body := `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},` +
+			`"contact":[{"gender":"female","period":{"start":"2026-02-01","end":"2026-01-01"}}],"maritalStatus":{}}`
+		for _, q := range []string{"", "?profile=" + url.QueryEscape("http://hl7.org/fhir/StructureDefinition/Patient")} {
+			res := do(t, http.MethodPost, ts.Base+"/Patient/$validate"+q, body).wantStatus(t, http.StatusOK)
+			for _, expr := range []string{"Patient.contact[0]", "Patient.contact[0].period", "Patient.maritalStatus"} {
+				wantError(t, res, expr)
+			}
+		}
+		// The narrative a resource has is no warning.
+		ok := `{"resourceType":"Patient","text":{"status":"generated","div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"},"gender":"female"}`
+		if is := issuesOf(t, do(t, http.MethodPost, ts.Base+"/Patient/$validate", ok).wantStatus(t, http.StatusOK)); len(is) != 1 || is[0].Diagnostics != "no issues found" {
+			t.Errorf("issues %v, want no issues found", is)
+		}
 	})
 	t.Run("instance, stored", func(t *testing.T) {
 		noIssues(t, do(t, http.MethodPost, ts.Base+"/Flag/f1/$validate", "").wantStatus(t, http.StatusOK))

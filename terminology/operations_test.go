@@ -110,8 +110,8 @@ func TestSubsumes(t *testing.T) {
 
 func TestDefinitions(t *testing.T) {
 	defs := terminology.New().Definitions()
-	if len(defs) != 54 {
-		t.Errorf("Definitions: %d, want the 54 embedded files (28 CodeSystems, 26 ValueSets)", len(defs))
+	if len(defs) != 62 {
+		t.Errorf("Definitions: %d, want the 62 embedded files (32 CodeSystems, 30 ValueSets)", len(defs))
 	}
 	for _, d := range defs {
 		if !fhir.ValidID(d.ID) || d.URL == "" || (d.Type != "CodeSystem" && d.Type != "ValueSet") {

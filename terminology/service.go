@@ -73,6 +73,7 @@ type valueSet struct {
 	order        []coding          // members in compose or expansion order
 	search       []string          // per order: lower-case code, NUL, display
 	systems      []string          // sorted
+	codings      []fhir.Coding     // per order, without displays
 }
 
 // add adds a member, keeping the first display and position.
@@ -203,6 +204,9 @@ func load(fsys fs.FS) (*Service, error) {
 			}
 		}
 		sort.Strings(vs.systems)
+		for _, k := range vs.order {
+			vs.codings = append(vs.codings, fhir.Coding{System: k.system, Code: k.code})
+		}
 		s.valueSets[r.URL] = vs
 	}
 	return s, nil
@@ -257,6 +261,20 @@ func (s *Service) ValidateCode(ctx context.Context, valueSetURL, system, code st
 // suffix is ignored).
 func (s *Service) HasValueSet(valueSetURL string) bool {
 	return s.valueSets[canonical(valueSetURL)] != nil
+}
+
+// ValueSetCodes returns the codes (system and code) of the value set url in
+// compose or expansion order, for the search modifiers :in and :not-in
+// (it is a fhir.ValueSetCodes). version "" takes the version held; another
+// must be that version. ok is false for an unknown value set or version.
+// The slice must not be modified.
+// See https://hl7.org/fhir/R4/search.html#token.
+func (s *Service) ValueSetCodes(url, version string) (codes []fhir.Coding, ok bool) {
+	vs := s.valueSets[url]
+	if vs == nil || version != "" && version != vs.version {
+		return nil, false
+	}
+	return vs.codings, true
 }
 
 // ValueSetSystems returns the code systems that codes of the value set come

@@ -3,6 +3,7 @@ package terminology_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/cpis-fhir/cpis/fhir"
@@ -111,5 +112,33 @@ func TestValueSetSystems(t *testing.T) {
 	}
 	if !s.HasValueSet(terminology.ValueSetChildProtectionPlan + "|1.0.0") {
 		t.Errorf("HasValueSet(plan types|1.0.0) = false, want true")
+	}
+}
+
+// TestValueSetCodes checks the codes the search modifiers :in and :not-in
+// expand a value set to: the plan types in compose order, the version held
+// or none, nothing for another version or an unknown value set.
+func TestValueSetCodes(t *testing.T) {
+	s := terminology.New()
+	var search fhir.ValueSetCodes = s.ValueSetCodes // the search registry's source
+	plan := []fhir.Coding{
+		{System: terminology.SystemSNOMED, Code: "342191000000101"},
+		{System: terminology.SystemSNOMED, Code: "764841000000100"},
+		{System: terminology.SystemSNOMED, Code: "818901000000100"},
+	}
+	for _, version := range []string{"", "1.0.0"} {
+		got, ok := search(terminology.ValueSetChildProtectionPlan, version)
+		if !ok || !slices.Equal(got, plan) {
+			t.Errorf("ValueSetCodes(plan types, %q) = %v, %v; want %v, true", version, got, ok, plan)
+		}
+	}
+	for _, tc := range []struct{ url, version string }{
+		{terminology.ValueSetChildProtectionPlan, "2.0.0"},
+		{"https://example.org/ValueSet/unknown", ""},
+		{terminology.ValueSetChildProtectionPlan + "|1.0.0", ""}, // the version goes in its own argument
+	} {
+		if got, ok := search(tc.url, tc.version); ok {
+			t.Errorf("ValueSetCodes(%s, %q) = %v, true; want not found", tc.url, tc.version, got)
+		}
 	}
 }

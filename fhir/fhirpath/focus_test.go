@@ -52,3 +52,21 @@ func TestEvaluateOn(t *testing.T) {
 		t.Errorf("EvaluateOn(root, root) = %q, want Evaluate(root) = %q", render(b), render(a))
 	}
 }
+
+// TestElement checks nodes made by Element: a backbone element named by its
+// model path types its children (value finds valueQuantity), a data type
+// by its name.
+func TestElement(t *testing.T) {
+	root := mustDecode(t, "Observation-blood-pressure.json")
+	comp := root.Object()["component"].([]any)[1]
+	n := fhirpath.Element("Observation.component", "Observation.component[1]", comp)
+	got, err := fhirpath.MustParse("value.as(Quantity).value").EvaluateOn(root, n)
+	if err != nil || render(got) != "decimal 60" {
+		t.Errorf("value.as(Quantity).value on Element(Observation.component) = %q, %v; want decimal 60", render(got), err)
+	}
+	period := map[string]any{"start": "2026-02-01", "end": "2026-01-01"}
+	got, err = fhirpath.MustParse("start.hasValue().not() or end.hasValue().not() or (start <= end)").EvaluateOn(root, fhirpath.Element("Period", "Observation.effectivePeriod", period))
+	if err != nil || render(got) != "System.Boolean false" {
+		t.Errorf("per-1 on Element(Period) = %q, %v; want false", render(got), err)
+	}
+}

@@ -79,6 +79,17 @@ func Resource(m map[string]any) (Node, error) {
 	return Node{Type: rt, Path: rt, Value: m}, nil
 }
 
+// Element returns the node of a value selected from a resource at path (as
+// Node.Path), to evaluate an expression on with EvaluateOn: a value of the
+// FHIR type typ ("HumanName", "Patient", "date"), or, when typ is a model
+// path such as "Patient.contact", of the backbone element defined there.
+func Element(typ, path string, v any) Node {
+	if strings.Contains(typ, ".") {
+		return Node{Type: "BackboneElement", Path: path, Value: v, def: typ}
+	}
+	return Node{Type: typ, Path: path, Value: v}
+}
+
 // String returns the text of a string-like primitive (string, code, uri,
 // id, date, dateTime...), the literal text of a number and "true" or
 // "false" for a boolean. ok is false for complex values.

@@ -374,7 +374,7 @@ func RunSearchTests(t *testing.T, newStore NewStoreFunc) {
 			code fhir.IssueType
 		}{
 			{"_text has no index", fhir.Search{Type: "Patient", Filters: []fhir.Filter{{Param: sp(t, "Patient", "_text"), Values: []fhir.Value{str("smith")}}}}, fhir.IssueNotSupported},
-			{"token :in", fhir.Search{Type: "Patient", Filters: []fhir.Filter{{Param: gender, Modifier: "in", Values: []fhir.Value{{URI: "http://hl7.org/fhir/ValueSet/administrative-gender"}}}}}, fhir.IssueNotSupported},
+			{"token :above", fhir.Search{Type: "Patient", Filters: []fhir.Filter{{Param: gender, Modifier: "above", Values: []fhir.Value{tok("female")}}}}, fhir.IssueNotSupported},
 			{"string :below", fhir.Search{Type: "Patient", Filters: []fhir.Filter{{Param: name, Modifier: "below", Values: []fhir.Value{str("smith")}}}}, fhir.IssueNotSupported},
 			{"_sort on a composite", fhir.Search{Type: "Observation", Sort: []fhir.SortKey{{Param: sp(t, "Observation", "code-value-quantity")}}}, fhir.IssueNotSupported},
 			{"non-common parameter across all types", fhir.Search{Filters: []fhir.Filter{{Param: gender, Values: []fhir.Value{tok("female")}}}}, fhir.IssueNotSupported},
@@ -413,15 +413,16 @@ const (
 	nhsD = "9990000042"
 	nhsE = "9990000050"
 
-	nhsSystem  = "https://fhir.nhs.uk/Id/nhs-number"
-	v20203     = "http://terminology.hl7.org/CodeSystem/v2-0203"
-	ucum       = "http://unitsofmeasure.org"
-	loinc      = "http://loinc.org"
-	ukCore     = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
-	cpisPat    = "https://example.org/fhir/StructureDefinition/cpis-patient"
-	cpisFlag   = "https://fhir.nhs.uk/StructureDefinition/CPIS-Flag"
-	flagCat    = "http://terminology.hl7.org/CodeSystem/flag-category"
-	otherPatEx = "https://other.example/fhir/Patient/ext-1"
+	nhsSystem    = "https://fhir.nhs.uk/Id/nhs-number"
+	v20203       = "http://terminology.hl7.org/CodeSystem/v2-0203"
+	genderSystem = "http://hl7.org/fhir/administrative-gender"
+	ucum         = "http://unitsofmeasure.org"
+	loinc        = "http://loinc.org"
+	ukCore       = "https://fhir.hl7.org.uk/StructureDefinition/UKCore-Patient"
+	cpisPat      = "https://example.org/fhir/StructureDefinition/cpis-patient"
+	cpisFlag     = "https://fhir.nhs.uk/StructureDefinition/CPIS-Flag"
+	flagCat      = "http://terminology.hl7.org/CodeSystem/flag-category"
+	otherPatEx   = "https://other.example/fhir/Patient/ext-1"
 )
 
 // loadClinic writes, in this order (which is the default result order):
@@ -632,6 +633,21 @@ func tokenCases(t *testing.T) []searchCase {
 			[]string{"Patient/pat-a", "Patient/pat-c", "Patient/pat-d"}},
 		{"token :not of two codes", fhir.Search{Type: "Flag", Filters: f(status, "not", tok("active"), tok("inactive"))}, []string{"Flag/flag-8"}},
 		{"token :not", fhir.Search{Type: "Flag", Filters: f(status, "not", tok("active"))}, []string{"Flag/flag-2", "Flag/flag-8"}},
+		// :in and :not-in: the parser has expanded the value sets into
+		// system|code values, possibly none.
+		{"token :in", fhir.Search{Type: "Patient", Filters: f(gender, "in", tokS(genderSystem, "female"), tokS(genderSystem, "other"))},
+			[]string{"Patient/pat-a", "Patient/pat-c"}},
+		{"token :in, code in another system", fhir.Search{Type: "Patient", Filters: f(gender, "in", tokS("urn:other", "female"))}, nil},
+		{"token :in of two codes", fhir.Search{Type: "Flag", Filters: f(status, "in", tokS("http://hl7.org/fhir/flag-status", "inactive"), tokS("http://hl7.org/fhir/flag-status", "entered-in-error"))},
+			[]string{"Flag/flag-2", "Flag/flag-8"}},
+		{"token :in matches a row without a system by code", fhir.Search{Type: "Encounter", Filters: f(sp(t, "Encounter", "status"), "in", tokS("http://hl7.org/fhir/encounter-status", "finished"))},
+			[]string{"Encounter/enc-1"}},
+		{"token :in over two systems", fhir.Search{Type: "Flag", Filters: f(category, "in", tokS(flagCat, "safety"), tokS("urn:other", "clinical"))}, []string{"Flag/flag-1"}},
+		{"token :in of an empty value set", fhir.Search{Type: "Patient", Filters: f(gender, "in")}, nil},
+		{"token :not-in keeps resources without the element", fhir.Search{Type: "Patient", Filters: f(gender, "not-in", tokS(genderSystem, "male"), tokS(genderSystem, "other"))},
+			[]string{"Patient/pat-a", "Patient/pat-c", "Patient/pat-d"}},
+		{"token :not-in of an empty value set", fhir.Search{Type: "Patient", Filters: f(gender, "not-in")},
+			[]string{"Patient/pat-a", "Patient/pat-b", "Patient/pat-c", "Patient/pat-d"}},
 		{"token :text starts-with", fhir.Search{Type: "Flag", Filters: f(category, "text", str("saf"))}, []string{"Flag/flag-1"}},
 		{"token :text folds case", fhir.Search{Type: "Flag", Filters: f(category, "text", str("CLIN"))}, []string{"Flag/flag-2"}},
 		{"token :of-type", fhir.Search{Type: "Patient", Filters: f(identifier, "of-type", tokS(v20203, "MR|A1"))}, []string{"Patient/pat-a"}},

@@ -671,7 +671,8 @@ func (c *compiler) filter(f *fhir.Filter, typ string) (cond, error) {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "a search filter has no parameter")
 	}
 	name := f.Param.Name
-	if len(f.Values) == 0 && len(f.Chain) == 0 {
+	// :in and :not-in may name value sets without codes.
+	if len(f.Values) == 0 && len(f.Chain) == 0 && f.Modifier != "in" && f.Modifier != "not-in" {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "search parameter %s has no value", name)
 	}
 	switch name {

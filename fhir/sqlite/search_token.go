@@ -10,7 +10,8 @@ import (
 // |code (no system), system| (any code in the system), and the modifiers
 // :not (no row matches, so resources without the element match too),
 // :text (starts-with on the display text rows "<code>:text") and :of-type
-// (the identifier type rows "<code>:of-type").
+// (the identifier type rows "<code>:of-type"), :in and :not-in (the codes
+// of the value sets, expanded by the parser; see valueSetCond).
 // See https://hl7.org/fhir/R4/search.html#token.
 func (c *compiler) token(f *fhir.Filter, typ string) (cond, error) {
 	name := f.Param.Name
@@ -35,6 +36,8 @@ func (c *compiler) token(f *fhir.Filter, typ string) (cond, error) {
 			return nil, err
 		}
 		return &rowCond{table: "idx_token", pid: pid, preds: preds, rk: identifierRank(f)}, nil
+	case "in", "not-in":
+		return c.valueSetCond(f, typ)
 	case "text":
 		pid, err := c.pid(typ, name+":text")
 		if err != nil {
@@ -47,6 +50,47 @@ func (c *compiler) token(f *fhir.Filter, typ string) (cond, error) {
 		return &rowCond{table: "idx_string", pid: pid, preds: preds, rk: rankPrefix}, nil
 	}
 	return nil, unsupportedModifier(f)
+}
+
+// valueSetCond compiles :in (a row with one of the codes of f.Values) and
+// :not-in (no such row, so resources without the element match too). The
+// codes are grouped by system, one IN list each. A row without a system
+// matches by its code alone: code elements (Patient.gender) are indexed
+// without the system their binding implies.
+func (c *compiler) valueSetCond(f *fhir.Filter, typ string) (cond, error) {
+	not := f.Modifier == "not-in"
+	if len(f.Values) == 0 {
+		return constCond(not), nil
+	}
+	pid, err := c.pid(typ, f.Param.Name)
+	if err != nil {
+		return nil, err
+	}
+	var systems []string
+	codes := map[string][]string{}
+	for _, v := range f.Values {
+		if _, ok := codes[v.System]; !ok {
+			systems = append(systems, v.System)
+		}
+		codes[v.System] = append(codes[v.System], v.Code)
+	}
+	preds := make([]pred, 0, len(systems))
+	for _, sys := range systems {
+		cs := codes[sys]
+		preds = append(preds, func(b *sqlb, x string) {
+			b.w(x, ".code IN (")
+			for i, code := range cs {
+				if i > 0 {
+					b.w(", ")
+				}
+				b.arg(code)
+			}
+			b.w(") AND ", x, ".system IN (")
+			b.arg(sys)
+			b.w(", '')")
+		})
+	}
+	return &rowCond{table: "idx_token", pid: pid, preds: preds, neg: not, rk: rankCode}, nil
 }
 
 // tokenRank ranks identifiers above other codes: an identifier value is

@@ -112,6 +112,9 @@ def valueset_json(path):
         x = {'system': i['system']}
         if 'concept' in i:
             x['concept'] = [{'code': c['code']} for c in i['concept']]
+            if i['system'] == 'http://unitsofmeasure.org':
+                # UCUM is not held as a CodeSystem: keep the displays.
+                x['concept'] = [{'code': c['code'], 'display': c['display']} for c in i['concept']]
         inc.append(x)
     d['compose'] = {'include': inc}
     return d
@@ -141,6 +144,8 @@ def main(shared):
         v = valueset_json(os.path.join(core, 'ValueSet-%s.json' % vs))
         write(v, 'ValueSet-%s.json' % vs)
         for i in v['compose']['include']:
+            if 'concept' in i and i['system'] == 'http://unitsofmeasure.org':
+                continue  # a concept list of UCUM, which is a grammar, not a file
             cs = i['system'].rsplit('/', 1)[1]
             write(codesystem_json(os.path.join(core, 'CodeSystem-%s.json' % cs)), 'CodeSystem-%s.json' % cs)
 
@@ -153,7 +158,11 @@ R4_VALUESETS = [
     'encounter-location-status', 'event-status', 'request-priority', 'audit-event-action',
     'audit-event-outcome', 'network-type', 'days-of-week', 'identifier-use', 'contact-point-system',
     'contact-point-use', 'name-use', 'address-use', 'address-type',
+    # the data types Narrative, Quantity (Duration...), Timing
+    'narrative-status', 'quantity-comparator', 'units-of-time', 'event-timing',
 ]
+# Not held: http://hl7.org/fhir/ValueSet/mimetypes (Attachment.contentType),
+# which is BCP 13 (any MIME type), a grammar rather than a list of codes.
 
 if __name__ == '__main__':
     main(sys.argv[1])
