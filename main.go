@@ -1,6 +1,8 @@
 // Command cpis runs the CP-IS FHIR R4 server.
 //
-//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL]
+//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL] [--demo]
+//	cpis seed [--children N] [--seed S] [--base URL | --data DIR]
+//	cpis bench --base URL --scenario lookup|careteam|attendance|upload|mixed|healthz
 //
 // See README.md.
 package main
@@ -46,6 +48,8 @@ const usage = `cpis runs the CP-IS FHIR R4 server.
 Usage:
   cpis serve [flags]    serve the FHIR API (cpis serve -h lists the flags)
   cpis reindex [flags]  rebuild the search index of a data folder (cpis reindex -h)
+  cpis seed [flags]     load a synthetic national data set (cpis seed -h)
+  cpis bench [flags]    drive a realistic load against a server (cpis bench -h)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer store.Close()
 		return reindex(ctx, store, fhir.NewSearchRegistry(), stdout)
+	case "seed":
+		return runSeed(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
