@@ -240,7 +240,11 @@ func openHandler(ctx context.Context, dir string, stderr io.Writer) (http.Handle
 // countOf returns the number of resources a search (below the FHIR base)
 // finds.
 func countOf(ctx context.Context, p poster, search string) (int, error) {
-	status, body, err := p.do(ctx, http.MethodGet, search+"&_summary=count", nil)
+	sep := "?"
+	if strings.Contains(search, "?") {
+		sep = "&"
+	}
+	status, body, err := p.do(ctx, http.MethodGet, search+sep+"_summary=count", nil)
 	if err != nil {
 		return 0, err
 	}

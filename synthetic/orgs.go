@@ -105,10 +105,10 @@ type CareSetting struct {
 // their share of the sites.
 var CareSettings = []CareSetting{
 	{"310000008", "Accident and Emergency service", "EMER", "Hospital Emergency Department", 0.15, 10},
-	{"3751000175100", "Paediatric emergency medical service", "EMER", "Children's Emergency Department", 0.03, 6},
+	{"3751000175100", "Paediatric emergency medical service", "EMER", "Paediatric Emergency Department", 0.03, 6},
 	{"409971007", "Emergency medicine service", "EMER", "Urgent Treatment Centre", 0.35, 2},
 	{"829961000000104", "Out of hours service", "AMB", "Out of Hours GP Service", 0.20, 1},
-	{"310066004", "Paediatric service", "ACUTE", "Children's Ward", 0.10, 1},
+	{"310066004", "Paediatric service", "ACUTE", "Paediatric Ward", 0.10, 1},
 	{"714088003", "Midwifery service", "AMB", "Maternity Unit", 0.12, 1},
 	{"792847005", "Emergency ambulance service", "FLD", "Ambulance Service", 0.05, 1.5},
 }
