@@ -36,6 +36,7 @@ type seedOptions struct {
 	children, councils, sites, clients, attendances int
 	seed                                            uint64
 	base, data, token, date                         string
+	omitProfiles                                    bool
 }
 
 // generatorFlags registers the flags that select a synthetic data set.
@@ -57,6 +58,7 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&o.base, "base", "", "FHIR base URL of a running server, such as http://localhost:8080/fhir")
 	fs.StringVar(&o.data, "data", "", "data folder to load directly (the server must be stopped)")
 	fs.StringVar(&o.token, "token", os.Getenv("CPIS_TOKEN"), "bearer token sent with --base (default $CPIS_TOKEN)")
+	fs.BoolVar(&o.omitProfiles, "omit-profiles", false, "leave out the meta.profile claims (the server then validates only CP-IS Flags, by content)")
 	fs.StringVar(&o.date, "date", "", "reference day YYYY-MM-DD that dates count back from (default today, UTC)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -75,7 +77,7 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		now = d
 	}
-	g, err := synthetic.New(synthetic.Config{Seed: o.seed, Children: o.children, Councils: o.councils, Sites: o.sites, Now: now})
+	g, err := synthetic.New(synthetic.Config{Seed: o.seed, Children: o.children, Councils: o.councils, Sites: o.sites, Now: now, OmitProfiles: o.omitProfiles})
 	if err != nil {
 		return err
 	}

@@ -81,16 +81,16 @@ func (g *Generator) UnseededSubject(u uint64) int {
 }
 
 // EncounterJSON returns the CPIS-Encounter of the attendance.
-func (g *Generator) EncounterJSON(a Attendance) []byte { return encode(encounterOf(&a)) }
+func (g *Generator) EncounterJSON(a Attendance) []byte { return encode(g.encounterOf(&a)) }
 
 // encounterOf is the CPIS-Encounter of a: the subject by NHS number (the
 // site's system knows the child by it, not by a CP-IS id), the site by
 // reference and ODS code.
-func encounterOf(a *Attendance) *encounter {
+func (g *Generator) encounterOf(a *Attendance) *encounter {
 	set := a.Site.Setting
 	return &encounter{
 		ResourceType:    "Encounter",
-		Meta:            profile("Encounter"),
+		Meta:            g.profile("Encounter"),
 		Status:          "finished",
 		Class:           coding{System: systemActCode, Code: set.Class, Display: classDisplay[set.Class]},
 		ServiceType:     codeableConcept{Coding: []coding{{System: systemSNOMED, Code: set.Code, Display: set.Display}}},

@@ -52,13 +52,13 @@ func (g *Generator) SetupBundle() []byte {
 	}
 	for i := range g.councils {
 		c := &g.councils[i]
-		put("Organization", c.ID, councilOrganization(c))
+		put("Organization", c.ID, g.councilOrganization(c))
 		for k := 0; k < c.SocialWorkers; k++ {
-			put("PractitionerRole", c.SocialWorkerRoleID(k), socialWorkerRole(c, k))
+			put("PractitionerRole", c.SocialWorkerRoleID(k), g.socialWorkerRole(c, k))
 		}
 	}
 	for i := range g.sites {
-		put("Organization", g.sites[i].ID, siteOrganization(&g.sites[i]))
+		put("Organization", g.sites[i].ID, g.siteOrganization(&g.sites[i]))
 	}
 	return encode(b)
 }
@@ -144,11 +144,11 @@ func (g *Generator) UploadBundle(u Upload) []byte {
 		urn := func(k int) string { return fmt.Sprintf("urn:uuid:00000000-0000-4000-8000-%012d", 4*j+k) }
 		p, f, cp, ct := urn(0), urn(1), urn(2), urn(3)
 		b.Entry = append(b.Entry,
-			bundleEntry{FullURL: p, Resource: patientOf(&s), Request: bundleRequest{Method: "POST", URL: "Patient",
+			bundleEntry{FullURL: p, Resource: g.patientOf(&s), Request: bundleRequest{Method: "POST", URL: "Patient",
 				IfNoneExist: "identifier=" + url.QueryEscape(SystemNHSNumber+"|"+s.NHSNumber)}},
-			bundleEntry{FullURL: f, Resource: flagOf(&s, rec, c, p, cp), Request: bundleRequest{Method: "POST", URL: "Flag"}},
-			bundleEntry{FullURL: cp, Resource: carePlanOf(&s, rec, c, p, ct), Request: bundleRequest{Method: "POST", URL: "CarePlan"}},
-			bundleEntry{FullURL: ct, Resource: careTeamOf(&s, rec, c, p), Request: bundleRequest{Method: "POST", URL: "CareTeam"}},
+			bundleEntry{FullURL: f, Resource: g.flagOf(&s, rec, c, p, cp), Request: bundleRequest{Method: "POST", URL: "Flag"}},
+			bundleEntry{FullURL: cp, Resource: g.carePlanOf(&s, rec, c, p, ct), Request: bundleRequest{Method: "POST", URL: "CarePlan"}},
+			bundleEntry{FullURL: ct, Resource: g.careTeamOf(&s, rec, c, p), Request: bundleRequest{Method: "POST", URL: "CareTeam"}},
 		)
 	}
 	return encode(b)
@@ -160,7 +160,7 @@ func (g *Generator) AttendanceBundle(from, n int) []byte {
 	b := bundle{ResourceType: "Bundle", Type: "transaction", Entry: make([]bundleEntry, n)}
 	for k := range n {
 		a := g.Attendance(from + k)
-		b.Entry[k] = bundleEntry{Resource: encounterOf(&a), Request: bundleRequest{Method: "POST", URL: "Encounter"}}
+		b.Entry[k] = bundleEntry{Resource: g.encounterOf(&a), Request: bundleRequest{Method: "POST", URL: "Encounter"}}
 	}
 	return encode(b)
 }

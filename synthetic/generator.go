@@ -59,6 +59,10 @@ type Config struct {
 	// Now is the reference day: dates are days before it (its time of day
 	// is dropped, in UTC). It must be set.
 	Now time.Time
+	// OmitProfiles leaves out the meta.profile claims, so that a server
+	// validates only what it checks by content (CP-IS Flags); the
+	// resources still conform.
+	OmitProfiles bool
 }
 
 // Generator produces a data set. It is safe for concurrent use once made.

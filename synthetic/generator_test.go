@@ -3,6 +3,7 @@ package synthetic_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -187,7 +188,17 @@ func TestGenerator_ResourcesValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGenerator(t, synthetic.Config{Seed: 11, Children: 800})
+	for _, omit := range []bool{false, true} {
+		t.Run(fmt.Sprintf("OmitProfiles=%v", omit), func(t *testing.T) {
+			checkResourcesValid(t, v, codec, newGenerator(t, synthetic.Config{Seed: 11, Children: 800, OmitProfiles: omit}), omit)
+		})
+	}
+}
+
+// checkResourcesValid checks every resource of g's Bundles against its
+// CP-IS profile, and that it claims it unless omit.
+func checkResourcesValid(t *testing.T, v *profiles.Validator, codec *fhir.Codec, g *synthetic.Generator, omit bool) {
+	t.Helper()
 	bundles := [][]byte{g.SetupBundle(), g.AttendanceBundle(0, 300)}
 	for _, u := range g.Uploads() {
 		bundles = append(bundles, g.UploadBundle(u))
@@ -219,8 +230,8 @@ func TestGenerator_ResourcesValid(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := v.ProfileFor(res.ResourceType)
-			if want == "" || len(res.Meta.Profile) != 1 || res.Meta.Profile[0] != want {
-				t.Fatalf("Bundle %d entry %d: %s claims %v, want its CP-IS profile %q", bi, ei, res.ResourceType, res.Meta.Profile, want)
+			if want == "" || omit && len(res.Meta.Profile) != 0 || !omit && (len(res.Meta.Profile) != 1 || res.Meta.Profile[0] != want) {
+				t.Fatalf("Bundle %d entry %d: %s claims %v, want its CP-IS profile %q (omitted: %v)", bi, ei, res.ResourceType, res.Meta.Profile, want, omit)
 			}
 			for _, is := range v.Validate(e.Resource, want) {
 				if is.Severity == fhir.SeverityError || is.Severity == fhir.SeverityFatal || is.Severity == fhir.SeverityWarning {

@@ -76,7 +76,7 @@ type contactPoint struct {
 
 type patient struct {
 	ResourceType string       `json:"resourceType"`
-	Meta         meta         `json:"meta"`
+	Meta         *meta        `json:"meta,omitempty"`
 	Identifier   []identifier `json:"identifier"`
 	Name         []humanName  `json:"name"`
 	Gender       string       `json:"gender"`
@@ -85,7 +85,7 @@ type patient struct {
 
 type flag struct {
 	ResourceType string            `json:"resourceType"`
-	Meta         meta              `json:"meta"`
+	Meta         *meta             `json:"meta,omitempty"`
 	Extension    []extension       `json:"extension,omitempty"`
 	Status       string            `json:"status"`
 	Category     []codeableConcept `json:"category"`
@@ -97,7 +97,7 @@ type flag struct {
 
 type carePlan struct {
 	ResourceType string            `json:"resourceType"`
-	Meta         meta              `json:"meta"`
+	Meta         *meta             `json:"meta,omitempty"`
 	Status       string            `json:"status"`
 	Intent       string            `json:"intent"`
 	Category     []codeableConcept `json:"category"`
@@ -109,7 +109,7 @@ type carePlan struct {
 
 type careTeam struct {
 	ResourceType         string            `json:"resourceType"`
-	Meta                 meta              `json:"meta"`
+	Meta                 *meta             `json:"meta,omitempty"`
 	Status               string            `json:"status"`
 	Category             []codeableConcept `json:"category"`
 	Name                 string            `json:"name"`
@@ -122,7 +122,7 @@ type careTeam struct {
 type organization struct {
 	ResourceType string            `json:"resourceType"`
 	ID           string            `json:"id"`
-	Meta         meta              `json:"meta"`
+	Meta         *meta             `json:"meta,omitempty"`
 	Identifier   []identifier      `json:"identifier"`
 	Active       bool              `json:"active"`
 	Type         []codeableConcept `json:"type"`
@@ -133,7 +133,7 @@ type organization struct {
 type practitionerRole struct {
 	ResourceType string            `json:"resourceType"`
 	ID           string            `json:"id"`
-	Meta         meta              `json:"meta"`
+	Meta         *meta             `json:"meta,omitempty"`
 	Identifier   []identifier      `json:"identifier"`
 	Active       bool              `json:"active"`
 	Organization reference         `json:"organization"`
@@ -143,7 +143,7 @@ type practitionerRole struct {
 
 type encounter struct {
 	ResourceType    string          `json:"resourceType"`
-	Meta            meta            `json:"meta"`
+	Meta            *meta           `json:"meta,omitempty"`
 	Status          string          `json:"status"`
 	Class           coding          `json:"class"`
 	ServiceType     codeableConcept `json:"serviceType"`
@@ -152,7 +152,14 @@ type encounter struct {
 	ServiceProvider reference       `json:"serviceProvider"`
 }
 
-func profile(name string) meta { return meta{Profile: []string{profileBase + name}} }
+// profile is the meta claiming the CP-IS profile of the name, or nil when
+// the Config leaves the claims out.
+func (g *Generator) profile(name string) *meta {
+	if g.cfg.OmitProfiles {
+		return nil
+	}
+	return &meta{Profile: []string{profileBase + name}}
+}
 
 func date(t time.Time) string {
 	if t.IsZero() {
@@ -174,10 +181,10 @@ func planCategory(p PlanType) []codeableConcept {
 }
 
 // patientOf is the CPIS-Patient of s.
-func patientOf(s *Subject) *patient {
+func (g *Generator) patientOf(s *Subject) *patient {
 	return &patient{
 		ResourceType: "Patient",
-		Meta:         profile("Patient"),
+		Meta:         g.profile("Patient"),
 		Identifier: []identifier{{
 			Extension: []extension{{URL: extVerifyStatus, ValueCodeableConcept: &codeableConcept{Coding: []coding{{
 				System: systemVerifyState, Code: "01", Display: "Number present and verified"}}}}},
@@ -202,14 +209,14 @@ func councilRef(c *Council) reference {
 
 // flagOf is the CPIS-Flag of record rec of s; patientRef and planRef name
 // the Patient and the CarePlan.
-func flagOf(s *Subject, rec *Record, c *Council, patientRef, planRef string) *flag {
+func (g *Generator) flagOf(s *Subject, rec *Record, c *Council, patientRef, planRef string) *flag {
 	status := "active"
 	if !rec.Active {
 		status = "inactive"
 	}
 	return &flag{
 		ResourceType: "Flag",
-		Meta:         profile("Flag"),
+		Meta:         g.profile("Flag"),
 		Extension:    []extension{{URL: extFlagDetail, ValueReference: &reference{Reference: planRef}}},
 		Status:       status,
 		Category:     planCategory(rec.Plan),
@@ -221,14 +228,14 @@ func flagOf(s *Subject, rec *Record, c *Council, patientRef, planRef string) *fl
 	}
 }
 
-func carePlanOf(s *Subject, rec *Record, c *Council, patientRef, teamRef string) *carePlan {
+func (g *Generator) carePlanOf(s *Subject, rec *Record, c *Council, patientRef, teamRef string) *carePlan {
 	status := "active"
 	if !rec.Active {
 		status = "completed"
 	}
 	return &carePlan{
 		ResourceType: "CarePlan",
-		Meta:         profile("CarePlan"),
+		Meta:         g.profile("CarePlan"),
 		Status:       status,
 		Intent:       "plan",
 		Category:     planCategory(rec.Plan),
@@ -239,14 +246,14 @@ func carePlanOf(s *Subject, rec *Record, c *Council, patientRef, teamRef string)
 	}
 }
 
-func careTeamOf(s *Subject, rec *Record, c *Council, patientRef string) *careTeam {
+func (g *Generator) careTeamOf(s *Subject, rec *Record, c *Council, patientRef string) *careTeam {
 	status := "active"
 	if !rec.Active {
 		status = "inactive"
 	}
 	return &careTeam{
 		ResourceType:         "CareTeam",
-		Meta:                 profile("CareTeam"),
+		Meta:                 g.profile("CareTeam"),
 		Status:               status,
 		Category:             planCategory(rec.Plan),
 		Name:                 c.TeamName(),
@@ -260,11 +267,11 @@ func careTeamOf(s *Subject, rec *Record, c *Council, patientRef string) *careTea
 	}
 }
 
-func councilOrganization(c *Council) *organization {
+func (g *Generator) councilOrganization(c *Council) *organization {
 	return &organization{
 		ResourceType: "Organization",
 		ID:           c.ID,
-		Meta:         profile("Organization"),
+		Meta:         g.profile("Organization"),
 		Identifier:   []identifier{*odsIdentifier(c.ODSCode)},
 		Active:       true,
 		Type:         []codeableConcept{{Coding: []coding{{System: systemOrgType, Code: "govt", Display: "Government"}}}},
@@ -276,11 +283,11 @@ func councilOrganization(c *Council) *organization {
 	}
 }
 
-func socialWorkerRole(c *Council, k int) *practitionerRole {
+func (g *Generator) socialWorkerRole(c *Council, k int) *practitionerRole {
 	return &practitionerRole{
 		ResourceType: "PractitionerRole",
 		ID:           c.SocialWorkerRoleID(k),
-		Meta:         profile("PractitionerRole"),
+		Meta:         g.profile("PractitionerRole"),
 		Identifier:   []identifier{{System: systemSDSRole, Value: "5" + itoa3(c.Index) + "0000000" + itoa1(k)}},
 		Active:       true,
 		Organization: councilRef(c),
@@ -289,11 +296,11 @@ func socialWorkerRole(c *Council, k int) *practitionerRole {
 	}
 }
 
-func siteOrganization(s *Site) *organization {
+func (g *Generator) siteOrganization(s *Site) *organization {
 	return &organization{
 		ResourceType: "Organization",
 		ID:           s.ID,
-		Meta:         profile("Organization"),
+		Meta:         g.profile("Organization"),
 		Identifier:   []identifier{*odsIdentifier(s.ODSCode)},
 		Active:       true,
 		Type:         []codeableConcept{{Coding: []coding{{System: systemOrgType, Code: "prov", Display: "Healthcare Provider"}}}},
