@@ -13,7 +13,8 @@ package main
 //   - mixed: 70% lookup, 5% careteam, 24% attendance, 1% upload;
 //   - healthz: GET /healthz, the floor of the HTTP stack under the same
 //     client.
-// See README.md, "Synthetic data, seed and bench".
+// See README.md, "Synthetic data, seed and bench", and
+// https://hl7.org/fhir/R4/search.html for the searches.
 
 import (
 	"bytes"

@@ -39,7 +39,7 @@ func seedDemo(ctx context.Context, h http.Handler, out io.Writer) (*synthetic.Ge
 		fmt.Fprintf(out, "cpis: demo: the data folder holds %d Patients already; not seeding\n", n)
 		return g, nil
 	}
-	if err := seed(ctx, g, p, 2, demoAttendances, io.Discard); err != nil {
+	if err := seed(ctx, g, p, 2, demoAttendances, io.Discard, io.Discard); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	fmt.Fprintf(out, "cpis: demo: seeded %d councils, %d sites, %d children and %d attendances (cpis seed --seed %d --children %d --councils %d --sites %d)\n",

@@ -5,7 +5,8 @@ package main
 // (--base) or straight into a data folder (--data, with the server
 // stopped), where the Bundles go through the same server handler in the
 // same process, so that they are validated and written exactly as over
-// HTTP. See README.md, "Synthetic data, seed and bench".
+// HTTP. See README.md, "Synthetic data, seed and bench", and
+// https://hl7.org/fhir/R4/http.html#transaction for the Bundles.
 
 import (
 	"bytes"
@@ -97,7 +98,7 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	} else if n > 0 {
 		return fmt.Errorf("seed: the server already holds the children of --seed %d (its first child is there); seed an empty data folder or choose another seed", o.seed)
 	}
-	return seed(ctx, g, p, o.clients, o.attendances, stderr)
+	return seed(ctx, g, p, o.clients, o.attendances, stdout, stderr)
 }
 
 // poster sends requests to the FHIR API: over HTTP or to the handler in
@@ -304,8 +305,9 @@ const attendancesPerBundle = 100
 
 // seed sends the data set: first the councils, social workers and sites
 // (one Bundle, which must succeed), then the council uploads and the
-// attendances from clients concurrent senders, with progress on out.
-func seed(ctx context.Context, g *synthetic.Generator, p poster, clients, attendances int, out io.Writer) error {
+// attendances from clients concurrent senders, with progress on progressOut
+// and the summary on out.
+func seed(ctx context.Context, g *synthetic.Generator, p poster, clients, attendances int, out, progressOut io.Writer) error {
 	start := time.Now()
 	cfg := g.Config()
 	status, body, err := p.do(ctx, http.MethodPost, "", g.SetupBundle(), "Prefer", "return=minimal")
@@ -336,7 +338,7 @@ func seed(ctx context.Context, g *synthetic.Generator, p poster, clients, attend
 	total := g.SetupEntries() + cfg.Children + 3*records + attendances
 	st := &seedStats{errors: map[int]int{}}
 	st.resources.Store(int64(g.SetupEntries()))
-	pr := newProgress(out, "seed", total, start)
+	pr := newProgress(progressOut, "seed", total, start)
 	pr.set(int(st.resources.Load()), 0)
 	stop := pr.run(func() (int, int) { return int(st.resources.Load()), int(st.children.Load()) })
 

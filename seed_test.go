@@ -109,6 +109,10 @@ func TestSeed_DataFolder(t *testing.T) {
 	if s := out.String(); !strings.Contains(s, "seed: 200 children") || !strings.Contains(s, "0 Bundles failed") {
 		t.Errorf("seed output has no summary of 200 children without failures:\n%s", s)
 	}
+	// Not a terminal: the progress is plain lines, the last one complete.
+	if s := out.String(); !strings.Contains(s, "100.0%") || strings.Contains(s, "\r") {
+		t.Errorf("seed progress has no plain line at 100.0%%:\n%q", s)
+	}
 	// Seeding the same set again is refused, and changes nothing.
 	if err := run(ctx, args, &out, &out); err == nil || !strings.Contains(err.Error(), "already holds") {
 		t.Errorf("second seed of the same set: error %v, want one saying the set is there already", err)
