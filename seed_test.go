@@ -159,20 +159,50 @@ func authServer(t *testing.T, dir string) (base string, auth func() map[string]i
 }
 
 func TestSeed_Base(t *testing.T) {
-	base, auth := authServer(t, t.TempDir())
+	ctx, cancel := context.WithCancel(context.Background())
+	addr, done := startMain(t, ctx, newMain(t, t.TempDir()))
+	defer func() {
+		cancel()
+		if err := waitRun(t, done); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	base := "http://" + addr + "/fhir"
 	var out syncBuffer
-	args := []string{"seed", "--children", "120", "--councils", "5", "--sites", "10", "--attendances", "150", "--base", base, "--seed", "9", "--token", "tok-1"}
+	args := []string{"seed", "--children", "120", "--councils", "5", "--sites", "10", "--attendances", "150", "--base", base, "--seed", "9"}
 	if err := run(context.Background(), args, &out, &out); err != nil {
 		t.Fatalf("cpis %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
 	if s := out.String(); !strings.Contains(s, "seed: 120 children") || !strings.Contains(s, "150 attendances") {
 		t.Errorf("seed output has no summary of 120 children and 150 attendances:\n%s", s)
 	}
-	if a := auth(); len(a) != 1 || a["Bearer tok-1"] == 0 {
-		t.Errorf("Authorization headers seen %v, want only \"Bearer tok-1\"", a)
-	}
 	client := &http.Client{Timeout: time.Minute}
 	checkSeeded(t, client, base, synthetic.Config{Seed: 9, Children: 120, Councils: 5, Sites: 10, Now: time.Now()}, 150)
+}
+
+func TestSeed_Token(t *testing.T) {
+	base, auth := authServer(t, t.TempDir())
+	for _, tc := range []struct {
+		args []string
+		env  string
+		want string
+	}{
+		{[]string{"--token", "tok-1", "--seed", "1"}, "", "Bearer tok-1"},
+		{[]string{"--seed", "2"}, "tok-env", "Bearer tok-env"},
+	} {
+		t.Setenv("CPIS_TOKEN", tc.env)
+		args := append([]string{"seed", "--children", "5", "--councils", "2", "--sites", "2", "--base", base}, tc.args...)
+		var out syncBuffer
+		if err := run(context.Background(), args, &out, &out); err != nil {
+			t.Fatalf("cpis %s: %v\n%s", strings.Join(args, " "), err, out.String())
+		}
+		if a := auth(); a[tc.want] == 0 {
+			t.Errorf("cpis %s (CPIS_TOKEN=%q): Authorization headers seen %v, want %q", strings.Join(args, " "), tc.env, a, tc.want)
+		}
+	}
+	if a := auth(); len(a) != 2 {
+		t.Errorf("Authorization headers seen %v, want only the two tokens", a)
+	}
 }
 
 func TestSeed_Flags(t *testing.T) {
