@@ -83,12 +83,15 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&o.duration, "duration", 30*time.Second, "how long to run")
 	fs.IntVar(&o.clients, "clients", 32, "concurrent clients, each with its own keep-alive connection")
 	fs.BoolVar(&o.json, "json", false, "print the result as JSON")
-	fs.StringVar(&o.token, "token", os.Getenv("CPIS_TOKEN"), "bearer token (default $CPIS_TOKEN)")
+	fs.StringVar(&o.token, "token", "", "bearer token (default $CPIS_TOKEN)")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "timeout of one request")
 	fs.Float64Var(&o.hitShare, "hits", 0.01, "share of lookups that name a seeded child with a current plan")
 	generatorFlags(fs, &o.seed, &o.children)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.token == "" {
+		o.token = os.Getenv("CPIS_TOKEN")
 	}
 	mix, ok := scenarios[o.scenario]
 	switch {

@@ -58,11 +58,14 @@ func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.IntVar(&o.clients, "clients", 4, "concurrent uploads")
 	fs.StringVar(&o.base, "base", "", "FHIR base URL of a running server, such as http://localhost:8080/fhir")
 	fs.StringVar(&o.data, "data", "", "data folder to load directly (the server must be stopped)")
-	fs.StringVar(&o.token, "token", os.Getenv("CPIS_TOKEN"), "bearer token sent with --base (default $CPIS_TOKEN)")
+	fs.StringVar(&o.token, "token", "", "bearer token sent with --base (default $CPIS_TOKEN)")
 	fs.BoolVar(&o.omitProfiles, "omit-profiles", false, "leave out the meta.profile claims (the server then validates only CP-IS Flags, by content)")
 	fs.StringVar(&o.date, "date", "", "reference day YYYY-MM-DD that dates count back from (default today, UTC)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.token == "" {
+		o.token = os.Getenv("CPIS_TOKEN")
 	}
 	if (o.base == "") == (o.data == "") {
 		return errors.New("seed: give exactly one of --base URL and --data DIR")

@@ -203,6 +203,15 @@ func TestSeed_Token(t *testing.T) {
 	if a := auth(); len(a) != 2 {
 		t.Errorf("Authorization headers seen %v, want only the two tokens", a)
 	}
+	// The help text never shows the token of the environment.
+	t.Setenv("CPIS_TOKEN", "tok-secret")
+	for _, cmd := range []string{"seed", "bench"} {
+		var out syncBuffer
+		run(context.Background(), []string{cmd, "-h"}, &out, &out)
+		if s := out.String(); !strings.Contains(s, "-token") || strings.Contains(s, "tok-secret") {
+			t.Errorf("cpis %s -h: want the --token flag without the token's value:\n%s", cmd, s)
+		}
+	}
 }
 
 func TestSeed_Flags(t *testing.T) {

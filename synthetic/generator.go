@@ -277,9 +277,6 @@ func ageDays(r *rand.Rand, buckets []ageBucket) int {
 // day returns the day n days before the reference day.
 func (g *Generator) day(n int) time.Time { return g.now.AddDate(0, 0, -n) }
 
-// daysBefore returns the whole days from t to the reference day.
-func (g *Generator) daysBefore(t time.Time) int { return int(g.now.Sub(t).Hours() / 24) }
-
 // between draws a day uniformly between from and to days ago (from >= to).
 func between(r *rand.Rand, from, to int) int {
 	if from <= to {
