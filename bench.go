@@ -275,6 +275,8 @@ func (b *bench) one(ctx context.Context, r *rand.Rand, w *worker, buf *bytes.Buf
 	if err != nil {
 		if ctx.Err() == nil {
 			w.errors["transport"]++
+			// A server that is down refuses at once: do not spin.
+			time.Sleep(20 * time.Millisecond)
 		}
 		return
 	}

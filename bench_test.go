@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"strings"
 	"testing"
 )
@@ -86,5 +87,18 @@ func TestBench_Flags(t *testing.T) {
 		if err := run(context.Background(), args, &out, &out); err == nil {
 			t.Errorf("cpis %s: no error, want one", strings.Join(args, " "))
 		}
+	}
+}
+
+func TestBench_ServerDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	r := benchJSON(t, "--base", "http://"+addr+"/fhir", "--children", "100", "--duration", "200ms")
+	if r.Requests != 0 || r.ErrorCount == 0 || r.Errors["transport"] != r.ErrorCount {
+		t.Errorf("against a closed port: %d requests, errors %v: want none answered and only transport errors", r.Requests, r.Errors)
 	}
 }
