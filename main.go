@@ -1,6 +1,8 @@
 // Command cpis runs the CP-IS FHIR R4 server.
 //
-//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL]
+//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL] [--demo]
+//	cpis seed [--children N] [--seed S] [--base URL | --data DIR]
+//	cpis bench --base URL --scenario lookup|careteam|attendance|upload|mixed|healthz
 //
 // See README.md.
 package main
@@ -25,6 +27,7 @@ import (
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
+	"github.com/cpis-fhir/cpis/synthetic"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,6 +49,8 @@ const usage = `cpis runs the CP-IS FHIR R4 server.
 Usage:
   cpis serve [flags]    serve the FHIR API (cpis serve -h lists the flags)
   cpis reindex [flags]  rebuild the search index of a data folder (cpis reindex -h)
+  cpis seed [flags]     load a synthetic national data set (cpis seed -h)
+  cpis bench [flags]    drive a realistic load against a server (cpis bench -h)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +78,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer store.Close()
 		return reindex(ctx, store, fhir.NewSearchRegistry(), stdout)
+	case "seed":
+		return runSeed(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -94,6 +103,9 @@ type Main struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM or SIGINT.
 	ShutdownTimeout time.Duration
+	// Demo seeds a small synthetic data set into a folder without
+	// Patients and prints example commands (demo.go).
+	Demo bool
 
 	Stdout, Stderr io.Writer
 
@@ -114,6 +126,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.MaxBundleEntries, "max-bundle-entries", 10000, "most entries a batch or transaction Bundle may hold (413 beyond)")
 	fs.IntVar(&m.MaxConditionalDeletes, "max-conditional-deletes", 1, "most resources one conditional delete removes (412 beyond); 1 is single mode")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
+	fs.BoolVar(&m.Demo, "demo", false, "seed a small synthetic data set when the folder holds no Patient, and print commands to try")
 	return fs.Parse(args)
 }
 
@@ -173,6 +186,12 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var demo *synthetic.Generator
+	if m.Demo {
+		if demo, err = seedDemo(ctx, srv, m.Stdout); err != nil {
+			return err
+		}
+	}
 	ln, err := net.Listen("tcp", m.Addr)
 	if err != nil {
 		return err
@@ -187,6 +206,13 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "fhir_base", server.FHIRBase, "data", m.DataDir)
 	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at http://%s%s (data in %s)\n", displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
+	if demo != nil {
+		base := m.BaseURL
+		if base == "" {
+			base = "http://" + displayAddr(ln.Addr()) + server.FHIRBase
+		}
+		printDemo(m.Stdout, demo, strings.TrimSuffix(base, "/"))
+	}
 	if m.Ready != nil {
 		m.Ready <- ln.Addr().String()
 	}
