@@ -208,6 +208,7 @@ func (w *recorder) Write(b []byte) (int, error) {
 // written at start) and returns the server's handler and a function that
 // closes the store.
 func openHandler(ctx context.Context, dir string, stderr io.Writer) (http.Handler, func() error, error) {
+	tuneGC()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("data folder: %w", err)
 	}
