@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -28,8 +31,9 @@ type testServer struct {
 	Store *sqlite.Store
 	Path  string // the SQLite file
 	Clock *fhirtest.Clock
-	Keys  *smart.KeySet // the test's signing key, trusted by the server
-	Token string        // an admin access token, sent by do unless a test gives its own
+	Keys  *smart.KeySet     // the test's signing key, trusted by the server
+	key   *ecdsa.PrivateKey // its private half
+	Token string            // an admin access token, sent by do unless a test gives its own
 	srv   *server.Server
 	logMu sync.Mutex
 	log   bytes.Buffer
@@ -48,7 +52,14 @@ func (ts *testServer) Log() string {
 	return ts.log.String()
 }
 
+// startServer starts a test server with authentication on: the server
+// trusts ts.Keys, and do sends ts.Token unless told otherwise.
 func startServer(tb testing.TB, cfg server.Config) *testServer {
+	tb.Helper()
+	return startServerAuth(tb, cfg, true)
+}
+
+func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 	tb.Helper()
 	ts := &testServer{Clock: fhirtest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))}
 	ts.Path = filepath.Join(tb.TempDir(), "cpis.db")
@@ -67,10 +78,13 @@ func startServer(tb testing.TB, cfg server.Config) *testServer {
 	if cfg.Now == nil {
 		cfg.Now = ts.Clock.Now
 	}
-	if ts.Keys, err = smart.GenerateKeySet(); err != nil {
+	if ts.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
 		tb.Fatal(err)
 	}
-	if cfg.Verifier == nil {
+	if ts.Keys, err = smart.NewKeySet(ts.key); err != nil {
+		tb.Fatal(err)
+	}
+	if auth && cfg.Verifier == nil {
 		cfg.Verifier = smart.NewVerifier(smart.VerifierConfig{Keys: ts.Keys, Now: ts.Clock.Now})
 	}
 	srv, err := server.New(store, codec, cfg)

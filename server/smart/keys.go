@@ -40,8 +40,8 @@ type KeySet struct {
 
 	mu       sync.RWMutex
 	keys     []*signingKey // oldest first; the last one signs
-	modTime  time.Time     // the file's modification time at the last load
-	lastLoad time.Time
+	loaded   os.FileInfo   // the file as it was at the last load
+	lastLook time.Time     // the last time Reload looked at the file
 }
 
 type signingKey struct {
@@ -64,14 +64,20 @@ type keyRecord struct {
 	PrivateKey string    `json:"private_key"` // PEM, PKCS #8
 }
 
-// GenerateKeySet returns a KeySet in memory with one new key, for tests and
-// for servers that do not keep keys.
-func GenerateKeySet() (*KeySet, error) {
-	k, err := newSigningKey(time.Now())
-	if err != nil {
-		return nil, err
+// NewKeySet returns a KeySet in memory over P-256 keys, oldest first: the
+// last one signs. Tests make their keys with it.
+func NewKeySet(keys ...*ecdsa.PrivateKey) (*KeySet, error) {
+	ks := &KeySet{now: time.Now}
+	for _, k := range keys {
+		if k.Curve != elliptic.P256() {
+			return nil, errors.New("smart: signing keys must be P-256 keys")
+		}
+		ks.keys = append(ks.keys, &signingKey{kid: thumbprint(&k.PublicKey), priv: k, created: time.Now().UTC()})
 	}
-	return &KeySet{now: time.Now, keys: []*signingKey{k}}, nil
+	if len(ks.keys) == 0 {
+		return nil, errors.New("smart: a key set needs a key")
+	}
+	return ks, nil
 }
 
 // OpenKeySet loads the key file at path, making it with one new key when it
@@ -218,7 +224,7 @@ func (ks *KeySet) load() error {
 		return fmt.Errorf("signing keys %s: no keys", ks.path)
 	}
 	ks.mu.Lock()
-	ks.keys, ks.modTime, ks.lastLoad = keys, st.ModTime(), ks.now()
+	ks.keys, ks.loaded = keys, st
 	ks.mu.Unlock()
 	return nil
 }
@@ -226,23 +232,24 @@ func (ks *KeySet) load() error {
 // reloadEvery is how often Reload looks at the key file at most.
 const reloadEvery = 2 * time.Second
 
-// Reload reads the key file again when it changed since it was loaded and
-// the last look is more than a couple of seconds old; it reports whether
-// the keys changed. A KeySet in memory never changes.
+// Reload reads the key file again when it changed since it was loaded,
+// looking at most every couple of seconds; it reports whether the keys
+// changed. A KeySet in memory never changes.
 func (ks *KeySet) Reload() bool {
 	if ks.path == "" {
 		return false
 	}
 	ks.mu.Lock()
-	if ks.now().Sub(ks.lastLoad) < reloadEvery {
+	if now := ks.now(); !ks.lastLook.IsZero() && now.Sub(ks.lastLook) < reloadEvery {
 		ks.mu.Unlock()
 		return false
 	}
-	ks.lastLoad = ks.now()
-	mod := ks.modTime
+	ks.lastLook = ks.now()
+	prev := ks.loaded
 	ks.mu.Unlock()
+	// The file is replaced by a rename, so a change is a new file.
 	st, err := os.Stat(ks.path)
-	if err != nil || st.ModTime().Equal(mod) {
+	if err != nil || (os.SameFile(prev, st) && st.ModTime().Equal(prev.ModTime())) {
 		return false
 	}
 	return ks.load() == nil
