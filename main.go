@@ -52,6 +52,8 @@ Usage:
   cpis reindex [flags]  rebuild the search index of a data folder (cpis reindex -h)
   cpis token [flags]    print a signed access token (cpis token -h); every use is audited
   cpis keys rotate      start signing with a new key (cpis keys rotate -h)
+  cpis client add       register an OAuth client (cpis client add -h)
+  cpis user add         register a user of the login page (cpis user add -h)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,6 +83,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return reindex(ctx, store, fhir.NewSearchRegistry(), stdout)
 	case "token":
 		return tokenCommand(args[1:], stdout, stderr)
+	case "client", "user":
+		if len(args) < 2 || args[1] != "add" {
+			fmt.Fprint(stderr, usage)
+			return fmt.Errorf("usage: cpis %s add --data DIR --id ID ... (cpis %s add -h)", args[0], args[0])
+		}
+		if args[0] == "client" {
+			return clientAdd(args[2:], os.Stdin, stdout, stderr)
+		}
+		return userAdd(args[2:], os.Stdin, stdout, stderr)
 	case "keys":
 		if len(args) < 2 || args[1] != "rotate" {
 			fmt.Fprint(stderr, usage)
@@ -125,6 +136,9 @@ type Main struct {
 	// Auth is "on" (the default when empty) or "off"; off serves every
 	// request as an anonymous administrator, for development only.
 	Auth string
+	// TokenTTL is the lifetime of the access tokens the authorization
+	// server issues.
+	TokenTTL time.Duration
 
 	Stdout, Stderr io.Writer
 
@@ -145,6 +159,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.MaxBundleEntries, "max-bundle-entries", 10000, "most entries a batch or transaction Bundle may hold (413 beyond)")
 	fs.IntVar(&m.MaxConditionalDeletes, "max-conditional-deletes", 1, "most resources one conditional delete removes (412 beyond); 1 is single mode")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
+	fs.DurationVar(&m.TokenTTL, "token-ttl", time.Hour, "lifetime of the access tokens the built-in authorization server issues (at most 24h)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	return fs.Parse(args)
 }
@@ -192,6 +207,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	var verifier *smart.Verifier
+	var authServer *smart.AuthServer
 	switch m.Auth {
 	case "", "on":
 		keys, err := smart.OpenKeySet(filepath.Join(m.DataDir, keysFile))
@@ -199,6 +215,16 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		verifier = smart.NewVerifier(smart.VerifierConfig{Keys: keys, Audience: m.BaseURL})
+		registry, err := smart.OpenRegistry(m.DataDir)
+		if err != nil {
+			return err
+		}
+		replay, err := smart.OpenReplayStore(filepath.Join(m.DataDir, replayFile), nil)
+		if err != nil {
+			return err
+		}
+		defer replay.Close()
+		authServer = smart.NewAuthServer(smart.AuthServerConfig{Keys: keys, Registry: registry, Replay: replay, AccessTTL: m.TokenTTL})
 	case "off":
 		logger.Warn("AUTHENTICATION IS OFF (--auth=off): every request acts as an administrator; never run this with real data")
 		fmt.Fprintln(m.Stderr, "cpis: WARNING: authentication is off (--auth=off); every request acts as an administrator")
@@ -207,6 +233,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	srv, err := server.New(store, codec, server.Config{
 		Verifier:     verifier,
+		Auth:         authServer,
 		BaseURL:      m.BaseURL,
 		MaxBodyBytes: m.MaxBodyBytes,
 		Logger:       logger,
@@ -310,8 +337,12 @@ func loadKey(path string) ([]byte, error) {
 	return b, nil
 }
 
-// keysFile is the signing key file in the data folder.
-const keysFile = "signing-keys.json"
+// keysFile is the signing key file in the data folder; replayFile keeps
+// the used client assertion jtis and refresh tokens.
+const (
+	keysFile   = "signing-keys.json"
+	replayFile = "jti.log"
+)
 
 // tokenCommand is cpis token: it prints an access token signed with the
 // data folder's current key and audits the issue in DIR/audit-admin.log.
@@ -384,4 +415,120 @@ func auditAdmin(dir, event string, details map[string]string) error {
 		return fmt.Errorf("admin audit log: %w", err)
 	}
 	return f.Close()
+}
+
+// clientAdd is cpis client add: it registers an OAuth client in the data
+// folder. A secret is read from stdin (one line) and kept only as a hash.
+func clientAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cpis client add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./cpis-data", "data folder")
+	id := fs.String("id", "", "client id (required)")
+	jwksFile := fs.String("jwks", "", "file with the client's public JWK Set (private_key_jwt)")
+	jwksURL := fs.String("jwks-url", "", "URL of the client's public JWK Set (private_key_jwt)")
+	secretStdin := fs.Bool("secret-stdin", false, "read a client secret from stdin (client_secret_basic/post)")
+	public := fs.Bool("public", false, "a public client (browser app, PKCE, no secret)")
+	role := fs.String("role", "", "role of the client's own tokens (client_credentials): la, clinician-unscheduled, clinician-scheduled or admin")
+	ods := fs.String("ods", "", "ODS code of the client's organisation")
+	sdsRole := fs.String("sds-role", "", "SDS job role code")
+	scope := fs.String("scope", "", "every scope the client may be granted, space separated (default: the role's scopes)")
+	var redirects []string
+	fs.Func("redirect-uri", "a redirect URI of an app (repeatable)", func(v string) error {
+		redirects = append(redirects, v)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c := smart.Client{ID: *id, Role: smart.Role(*role), ODS: *ods, SDSRole: *sdsRole, Scope: *scope, RedirectURIs: redirects,
+		JWKSURL: *jwksURL, Public: *public}
+	if c.Scope == "" {
+		c.Scope = smart.DefaultScope(c.Role)
+		if len(redirects) > 0 {
+			c.Scope += " launch launch/patient offline_access online_access openid fhirUser"
+		}
+	}
+	if *jwksFile != "" {
+		b, err := os.ReadFile(*jwksFile)
+		if err != nil {
+			return err
+		}
+		var set smart.JWKS
+		if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+			return fmt.Errorf("--jwks %s: not a JWK Set with keys", *jwksFile)
+		}
+		for _, k := range set.Keys {
+			if k.D != "" {
+				return fmt.Errorf("--jwks %s: holds a private key; register the public keys only", *jwksFile)
+			}
+		}
+		c.JWKS = &set
+	}
+	secret := ""
+	if *secretStdin {
+		var err error
+		if secret, err = readLine(stdin); err != nil {
+			return err
+		}
+		if len(secret) < 16 {
+			return errors.New("--secret-stdin: a client secret needs at least 16 characters")
+		}
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	reg, err := smart.OpenRegistry(*dir)
+	if err != nil {
+		return err
+	}
+	if err := reg.AddClient(c, secret); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cpis: client %s registered\n", c.ID)
+	return auditAdmin(*dir, "client-add", map[string]string{"id": c.ID, "role": *role, "ods": *ods, "scope": c.Scope})
+}
+
+// userAdd is cpis user add: it registers a user of the login page; the
+// password is read from stdin (one line) and kept only as a bcrypt hash.
+func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cpis user add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./cpis-data", "data folder")
+	id := fs.String("id", "", "user name (required)")
+	role := fs.String("role", "", "role: la, clinician-unscheduled, clinician-scheduled or admin")
+	ods := fs.String("ods", "", "ODS code of the user's organisation")
+	sdsRole := fs.String("sds-role", "", "SDS job role code, such as R8000")
+	passwordStdin := fs.Bool("password-stdin", false, "read the password from stdin (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*passwordStdin {
+		return errors.New("--password-stdin is required: passwords are never given as arguments")
+	}
+	password, err := readLine(stdin)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	reg, err := smart.OpenRegistry(*dir)
+	if err != nil {
+		return err
+	}
+	if err := reg.AddUser(smart.User{ID: *id, Role: smart.Role(*role), ODS: *ods, SDSRole: *sdsRole}, password); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cpis: user %s registered\n", *id)
+	return auditAdmin(*dir, "user-add", map[string]string{"id": *id, "role": *role, "ods": *ods, "sds_role": *sdsRole})
+}
+
+// readLine reads one line from r, without its line end.
+func readLine(r io.Reader) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimRight(line, "\r"), nil
 }

@@ -63,6 +63,10 @@ type Config struct {
 	// request then acts as an administrator ("anonymous", system/*.*).
 	// See https://hl7.org/fhir/smart-app-launch/.
 	Verifier *smart.Verifier
+	// Auth is the built-in SMART authorization server (oauth.go), served at
+	// /oauth2 and described at /fhir/.well-known/smart-configuration and in
+	// the CapabilityStatement; nil serves none.
+	Auth *smart.AuthServer
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -145,6 +149,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.NoMethod(s.noMethod)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	s.registerOAuth(e)
 
 	api := e.Group(FHIRBase, s.authenticate, s.negotiate)
 	registered := map[string]bool{}
@@ -254,6 +259,7 @@ func (s *Server) rebuildCapability() error {
 			}
 			return nil
 		},
+		Security: s.security(),
 	}, s.routes)
 	b, err := json.Marshal(cs)
 	if err != nil {
