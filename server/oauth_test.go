@@ -6,13 +6,18 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
+	"html"
+	"io"
 	"math/big"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -300,4 +305,263 @@ func TestBackendServices_JWKSURL(t *testing.T) {
 	keys = append(keys, next.jwk())
 	ts.Clock.Add(11 * time.Second)
 	postForm(t, tokenURL, form(next.assertion(t, tokenURL, ts.Clock.Now(), nil))).wantStatus(t, http.StatusOK)
+}
+
+// browser is a test user agent: a cookie jar, no redirects followed.
+type browser struct {
+	t *testing.T
+	c *http.Client
+}
+
+func newBrowser(t *testing.T) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *browser) get(u string) (*http.Response, string) {
+	b.t.Helper()
+	res, err := b.c.Get(u)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res, string(body)
+}
+
+func (b *browser) post(u string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	res, err := b.c.PostForm(u, form)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res, string(body)
+}
+
+var hiddenField = regexp.MustCompile(`name="(pending|csrf)" value="([^"]+)"`)
+
+// hidden returns the pending login's hidden fields of a page.
+func hidden(t *testing.T, page string) url.Values {
+	t.Helper()
+	v := url.Values{}
+	for _, m := range hiddenField.FindAllStringSubmatch(page, -1) {
+		v.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if v.Get("pending") == "" || v.Get("csrf") == "" {
+		t.Fatalf("no pending login in the page:\n%s", page)
+	}
+	return v
+}
+
+// pkce returns a code verifier and its S256 challenge.
+func pkce() (verifier, challenge string) {
+	verifier = smart.NewID() + smart.NewID() + smart.NewID()
+	sum := sha256.Sum256([]byte(verifier))
+	return verifier, base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// TestAppLaunch runs the SMART App Launch conformance checks of issue 7:
+// a standalone launch with PKCE and state, the token response's fields and
+// headers, refresh with a scope subset (rotated, never widened), an EHR
+// launch, and the refusals of the authorization endpoint.
+func TestAppLaunch(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	do(t, "PUT", ts.Base+"/Patient/child-1", patientJSON("child-1", nhs1)).wantStatus(t, http.StatusCreated)
+	const redirect = "http://localhost:9/app/callback"
+	if err := ts.Reg.AddClient(smart.Client{ID: "flag-app", Public: true, RedirectURIs: []string{redirect}, Role: smart.RoleClinicianUnscheduled, ODS: "RXX01",
+		Scope: "launch launch/patient offline_access openid fhirUser patient/Flag.rs patient/Patient.rs patient/Encounter.c"}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Reg.AddUser(smart.User{ID: "dr-a", Role: smart.RoleClinicianUnscheduled, ODS: "RXX01", SDSRole: "R8000"}, "correct horse battery"); err != nil {
+		t.Fatal(err)
+	}
+	authorizeURL, tokenURL := ts.URL+"/oauth2/authorize", ts.URL+"/oauth2/token"
+	verifier, challenge := pkce()
+	query := func(edit func(url.Values)) string {
+		q := url.Values{"response_type": {"code"}, "client_id": {"flag-app"}, "redirect_uri": {redirect},
+			"scope": {"launch/patient patient/Flag.rs patient/Patient.rs offline_access system/*.*"}, "state": {"st-123"}, "aud": {ts.Base},
+			"code_challenge": {challenge}, "code_challenge_method": {"S256"}}
+		if edit != nil {
+			edit(q)
+		}
+		return authorizeURL + "?" + q.Encode()
+	}
+
+	// login and consent in a browser, standalone launch with a patient pick.
+	b := newBrowser(t)
+	res, page := b.get(query(nil))
+	if res.StatusCode != 200 || res.Header.Get("X-Frame-Options") != "DENY" || !strings.Contains(page, `name="password"`) {
+		t.Fatalf("GET authorize: %d %v\n%s; want the login page, not framable", res.StatusCode, res.Header, page)
+	}
+	f := hidden(t, page)
+	f.Set("step", "login")
+	f.Set("username", "dr-a")
+	f.Set("password", "wrong password!")
+	if res, _ = b.post(authorizeURL, f); res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("wrong password: status %d, want 401 and the login page again", res.StatusCode)
+	}
+	f.Set("password", "correct horse battery")
+	// CSRF: the same form from another browser (no cookie) is refused.
+	if res, _ := newBrowser(t).post(authorizeURL, f); res.StatusCode != http.StatusForbidden {
+		t.Errorf("login form without the CSRF cookie: status %d, want 403", res.StatusCode)
+	}
+	res, page = b.post(authorizeURL, f)
+	if res.StatusCode != 200 || !strings.Contains(page, "patient/Flag.rs") || strings.Contains(page, "system/*.*") || !strings.Contains(page, `name="patient"`) {
+		t.Fatalf("login: %d\n%s\nwant the consent page listing the granted scopes and a patient field", res.StatusCode, page)
+	}
+	f = hidden(t, page)
+	f.Set("step", "consent")
+	f.Set("decision", "approve")
+	f.Set("patient", "child-1")
+	res, _ = b.post(authorizeURL, f)
+	loc, _ := url.Parse(res.Header.Get("Location"))
+	if res.StatusCode != http.StatusFound || loc == nil || !strings.HasPrefix(loc.String(), redirect+"?") || loc.Query().Get("state") != "st-123" || loc.Query().Get("code") == "" {
+		t.Fatalf("consent: %d Location %q; want a redirect with code and state", res.StatusCode, res.Header.Get("Location"))
+	}
+	code := loc.Query().Get("code")
+	exchange := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {redirect}, "client_id": {"flag-app"}, "code_verifier": {verifier}}
+	// A wrong verifier is refused, and burns the code.
+	bad := url.Values{}
+	for k, v := range exchange {
+		bad[k] = v
+	}
+	bad.Set("code_verifier", strings.Repeat("x", 43))
+	postForm(t, tokenURL, bad).oauthErr(t, 400, "invalid_grant")
+	postForm(t, tokenURL, exchange).oauthErr(t, 400, "invalid_grant")
+
+	// Again, and this time the exchange succeeds.
+	token := func(b *browser, q string) url.Values {
+		t.Helper()
+		_, page := b.get(q)
+		f := hidden(t, page)
+		f.Set("step", "login")
+		f.Set("username", "dr-a")
+		f.Set("password", "correct horse battery")
+		_, page = b.post(authorizeURL, f)
+		f = hidden(t, page)
+		f.Set("step", "consent")
+		f.Set("decision", "approve")
+		f.Set("patient", "child-1")
+		res, _ := b.post(authorizeURL, f)
+		loc, _ := url.Parse(res.Header.Get("Location"))
+		return loc.Query()
+	}
+	exchange.Set("code", token(b, query(nil)).Get("code"))
+	r := postForm(t, tokenURL, exchange).wantStatus(t, http.StatusOK)
+	if cc, pr := r.Header.Get("Cache-Control"), r.Header.Get("Pragma"); cc != "no-store" || pr != "no-cache" {
+		t.Errorf("token response headers Cache-Control %q Pragma %q, want no-store and no-cache", cc, pr)
+	}
+	var tr struct {
+		AccessToken  string `json:"access_token"`
+		TokenType    string `json:"token_type"`
+		ExpiresIn    int    `json:"expires_in"`
+		Scope        string `json:"scope"`
+		RefreshToken string `json:"refresh_token"`
+		Patient      string `json:"patient"`
+	}
+	if err := json.Unmarshal(r.Body, &tr); err != nil || tr.AccessToken == "" || tr.TokenType != "Bearer" || tr.ExpiresIn <= 0 ||
+		tr.Scope != "launch/patient patient/Flag.rs patient/Patient.rs offline_access" || tr.RefreshToken == "" || tr.Patient != "child-1" {
+		t.Fatalf("token response %s: want access_token, Bearer, expires_in, the granted scope, refresh_token, patient child-1", r.Body)
+	}
+	do(t, "GET", ts.Base+"/Patient/child-1", "", "Authorization", "Bearer "+tr.AccessToken).wantStatus(t, http.StatusOK)
+	// The code works once.
+	postForm(t, tokenURL, exchange).oauthErr(t, 400, "invalid_grant")
+
+	// Introspection (RFC 7662) with an admin token.
+	r = postForm(t, ts.URL+"/oauth2/introspect", url.Values{"token": {tr.AccessToken}}, "Authorization", "Bearer "+ts.Token).wantStatus(t, http.StatusOK)
+	var in map[string]any
+	json.Unmarshal(r.Body, &in)
+	if in["active"] != true || in["sub"] != "dr-a" || in["client_id"] != "flag-app" || in["patient"] != "child-1" || in["role"] != "clinician-unscheduled" {
+		t.Errorf("introspection %s: want an active token of dr-a for flag-app", r.Body)
+	}
+	r = postForm(t, ts.URL+"/oauth2/introspect", url.Values{"token": {"nonsense"}}, "Authorization", "Bearer "+ts.Token).wantStatus(t, http.StatusOK)
+	if !strings.Contains(string(r.Body), `"active":false`) {
+		t.Errorf("introspection of nonsense: %s, want active false", r.Body)
+	}
+	postForm(t, ts.URL+"/oauth2/introspect", url.Values{"token": {tr.AccessToken}}).oauthErr(t, 401, "invalid_client")
+
+	// Refresh: a subset is granted, a wider scope is not, and each
+	// refresh token works once.
+	refresh := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "client_id": {"flag-app"}, "scope": {"patient/Flag.rs patient/Patient.rs system/*.*"}}
+	postForm(t, tokenURL, refresh).oauthErr(t, 400, "invalid_scope")
+	refresh.Set("scope", "patient/Flag.r")
+	r = postForm(t, tokenURL, refresh).wantStatus(t, http.StatusOK)
+	var rr struct {
+		Scope        string `json:"scope"`
+		RefreshToken string `json:"refresh_token"`
+		AccessToken  string `json:"access_token"`
+	}
+	json.Unmarshal(r.Body, &rr)
+	if rr.Scope != "patient/Flag.r" || rr.RefreshToken == "" || rr.RefreshToken == tr.RefreshToken || r.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("refresh response %s: want scope patient/Flag.r and a new refresh token", r.Body)
+	}
+	postForm(t, tokenURL, refresh).oauthErr(t, 400, "invalid_grant") // rotated: the old one is spent
+	// The rotated token keeps the original grant: it may go back up to it.
+	refresh.Set("refresh_token", rr.RefreshToken)
+	refresh.Set("scope", "patient/Flag.rs patient/Patient.rs")
+	postForm(t, tokenURL, refresh).wantStatus(t, http.StatusOK)
+	// A refresh token is never an access token.
+	do(t, "GET", ts.Base+"/Flag", "", "Authorization", "Bearer "+rr.RefreshToken).wantStatus(t, http.StatusUnauthorized)
+
+	// EHR launch: the EHR registers the context, the app passes launch.
+	r = postForm(t, ts.URL+"/oauth2/launch", url.Values{"patient": {"child-1"}, "encounter": {"enc-1"}}, "Authorization", "Bearer "+ts.Token).wantStatus(t, http.StatusOK)
+	var launch struct{ Launch string }
+	json.Unmarshal(r.Body, &launch)
+	b2 := newBrowser(t)
+	_, page = b2.get(query(func(q url.Values) { q.Set("launch", launch.Launch); q.Set("scope", "launch patient/Flag.rs") }))
+	if strings.Contains(page, "patient") && strings.Contains(page, `name="patient"`) {
+		t.Errorf("EHR launch: the login page asks for a patient")
+	}
+	f = hidden(t, page)
+	f.Set("step", "login")
+	f.Set("username", "dr-a")
+	f.Set("password", "correct horse battery")
+	_, page = b2.post(authorizeURL, f)
+	if strings.Contains(page, `name="patient"`) {
+		t.Errorf("EHR launch: the consent page asks for a patient; the launch gave one")
+	}
+	f = hidden(t, page)
+	f.Set("step", "consent")
+	f.Set("decision", "approve")
+	res, _ = b2.post(authorizeURL, f)
+	loc, _ = url.Parse(res.Header.Get("Location"))
+	exchange.Set("code", loc.Query().Get("code"))
+	r = postForm(t, tokenURL, exchange).wantStatus(t, http.StatusOK)
+	if !strings.Contains(string(r.Body), `"patient":"child-1"`) || !strings.Contains(string(r.Body), `"encounter":"enc-1"`) || strings.Contains(string(r.Body), "refresh_token") {
+		t.Errorf("EHR launch token response %s: want patient child-1, encounter enc-1, no refresh token (none asked)", r.Body)
+	}
+
+	// Refusals at the authorization endpoint: shown to the user when the
+	// client or redirect URI is not trusted, else sent back with state.
+	for _, tc := range []struct {
+		name  string
+		edit  func(url.Values)
+		error string // "" means a page, not a redirect
+	}{
+		{"unknown client", func(q url.Values) { q.Set("client_id", "nope") }, ""},
+		{"unregistered redirect_uri", func(q url.Values) { q.Set("redirect_uri", "https://evil.example/cb") }, ""},
+		{"wrong aud", func(q url.Values) { q.Set("aud", "https://other.example/fhir") }, "invalid_request"},
+		{"no PKCE", func(q url.Values) { q.Del("code_challenge"); q.Del("code_challenge_method") }, "invalid_request"},
+		{"PKCE plain", func(q url.Values) { q.Set("code_challenge_method", "plain") }, "invalid_request"},
+		{"no state", func(q url.Values) { q.Del("state") }, "invalid_request"},
+		{"response_type token", func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type"},
+		{"no grantable scope", func(q url.Values) { q.Set("scope", "system/*.*") }, "invalid_scope"},
+		{"unknown launch", func(q url.Values) { q.Set("launch", "nope") }, "invalid_request"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res, _ := newBrowser(t).get(query(tc.edit))
+			if tc.error == "" {
+				if res.StatusCode != http.StatusBadRequest || res.Header.Get("Location") != "" {
+					t.Errorf("status %d Location %q, want 400 and no redirect", res.StatusCode, res.Header.Get("Location"))
+				}
+				return
+			}
+			loc, _ := url.Parse(res.Header.Get("Location"))
+			if res.StatusCode != http.StatusFound || loc.Query().Get("error") != tc.error || (loc.Query().Get("state") != "st-123" && tc.name != "no state") {
+				t.Errorf("status %d Location %q, want a redirect with error=%s and the state", res.StatusCode, res.Header.Get("Location"), tc.error)
+			}
+		})
+	}
 }
