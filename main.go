@@ -10,6 +10,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -139,6 +140,15 @@ type Main struct {
 	// TokenTTL is the lifetime of the access tokens the authorization
 	// server issues.
 	TokenTTL time.Duration
+	// RateLimit, RateBurst, OAuthRateLimit and CORSOrigins are
+	// server.Config's (CORSOrigins comma separated).
+	RateLimit      float64
+	RateBurst      int
+	OAuthRateLimit float64
+	CORSOrigins    string
+	// TLSCert and TLSKey are PEM files; with both the server speaks only
+	// HTTPS and sends HSTS.
+	TLSCert, TLSKey string
 
 	Stdout, Stderr io.Writer
 
@@ -160,6 +170,12 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.MaxConditionalDeletes, "max-conditional-deletes", 1, "most resources one conditional delete removes (412 beyond); 1 is single mode")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
 	fs.DurationVar(&m.TokenTTL, "token-ttl", time.Hour, "lifetime of the access tokens the built-in authorization server issues (at most 24h)")
+	fs.Float64Var(&m.RateLimit, "rate-limit", 0, "requests per second one client (token client_id) may send to /fhir; 0 means no limit")
+	fs.IntVar(&m.RateBurst, "rate-burst", 0, "burst of --rate-limit (default 2 x the rate)")
+	fs.Float64Var(&m.OAuthRateLimit, "oauth-rate-limit", 10, "POSTs per second one remote address may send to the OAuth endpoints (bursts of 5 x)")
+	fs.StringVar(&m.CORSOrigins, "cors-origins", "", "comma-separated origins browser apps may call from, or * (default: none)")
+	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS only")
+	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	return fs.Parse(args)
 }
@@ -232,20 +248,34 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("--auth %q: want on or off", m.Auth)
 	}
 	srv, err := server.New(store, codec, server.Config{
-		Verifier:     verifier,
-		Auth:         authServer,
-		BaseURL:      m.BaseURL,
-		MaxBodyBytes: m.MaxBodyBytes,
-		Logger:       logger,
-		Version:      version,
-		Registry:     registry,
-		CursorKey:    cursorKey,
+		Verifier:       verifier,
+		Auth:           authServer,
+		RateLimit:      m.RateLimit,
+		RateBurst:      m.RateBurst,
+		OAuthRateLimit: m.OAuthRateLimit,
+		CORSOrigins:    splitList(m.CORSOrigins),
+		BaseURL:        m.BaseURL,
+		MaxBodyBytes:   m.MaxBodyBytes,
+		Logger:         logger,
+		Version:        version,
+		Registry:       registry,
+		CursorKey:      cursorKey,
 
 		MaxBundleEntries:      m.MaxBundleEntries,
 		MaxConditionalDeletes: m.MaxConditionalDeletes,
 	})
 	if err != nil {
 		return err
+	}
+	var tlsConfig *tls.Config
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	} else if m.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(m.TLSCert, m.TLSKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	ln, err := net.Listen("tcp", m.Addr)
 	if err != nil {
@@ -260,12 +290,23 @@ func (m *Main) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "fhir_base", server.FHIRBase, "data", m.DataDir)
-	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at http://%s%s (data in %s)\n", displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		hs.TLSConfig = tlsConfig
+	}
+	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at %s://%s%s (data in %s)\n", scheme, displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
 	if m.Ready != nil {
 		m.Ready <- ln.Addr().String()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -531,4 +572,15 @@ func readLine(r io.Reader) (string, error) {
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	return strings.TrimRight(line, "\r"), nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

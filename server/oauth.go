@@ -33,12 +33,13 @@ func (s *Server) registerOAuth(e *gin.Engine) {
 	if s.cfg.Auth == nil {
 		return
 	}
-	e.GET(OAuthBase+"/jwks", s.jwks)
-	e.GET(OAuthBase+"/authorize", s.authorize)
-	e.POST(OAuthBase+"/authorize", s.authorizeForm)
-	e.POST(OAuthBase+"/token", s.token)
-	e.POST(OAuthBase+"/introspect", s.introspect)
-	e.POST(OAuthBase+"/launch", s.authenticate, s.launch)
+	o := e.Group(OAuthBase, s.oauthRateLimit)
+	o.GET("/jwks", s.jwks)
+	o.GET("/authorize", s.authorize)
+	o.POST("/authorize", s.authorizeForm)
+	o.POST("/token", s.token)
+	o.POST("/introspect", s.introspect)
+	o.POST("/launch", s.authenticate, s.launch)
 }
 
 // origin is the server root URL: the FHIR base without /fhir.

@@ -90,6 +90,9 @@ func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 	if auth && cfg.Verifier == nil {
 		cfg.Verifier = smart.NewVerifier(smart.VerifierConfig{Keys: ts.Keys, Now: ts.Clock.Now, Audience: cfg.BaseURL})
 	}
+	if cfg.OAuthRateLimit == 0 {
+		cfg.OAuthRateLimit = 10000
+	}
 	if auth && cfg.Auth == nil {
 		ts.Dir = filepath.Dir(ts.Path)
 		if ts.Reg, err = smart.OpenRegistry(ts.Dir); err != nil {
