@@ -146,6 +146,11 @@ type Main struct {
 	RateBurst      int
 	OAuthRateLimit float64
 	CORSOrigins    string
+	// OIDCIssuer and OIDCAudience, when set, also trust an external OpenID
+	// Connect issuer's access tokens (resource-server mode); the claim
+	// flags name the claims of role, ODS code and SDS role.
+	OIDCIssuer, OIDCAudience                      string
+	OIDCRoleClaim, OIDCODSClaim, OIDCSDSRoleClaim string
 	// TLSCert and TLSKey are PEM files; with both the server speaks only
 	// HTTPS and sends HSTS.
 	TLSCert, TLSKey string
@@ -174,6 +179,11 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.RateBurst, "rate-burst", 0, "burst of --rate-limit (default 2 x the rate)")
 	fs.Float64Var(&m.OAuthRateLimit, "oauth-rate-limit", 10, "POSTs per second one remote address may send to the OAuth endpoints (bursts of 5 x)")
 	fs.StringVar(&m.CORSOrigins, "cors-origins", "", "comma-separated origins browser apps may call from, or * (default: none)")
+	fs.StringVar(&m.OIDCIssuer, "oidc-issuer", "", "also accept access tokens of this OpenID Connect issuer (resource-server mode)")
+	fs.StringVar(&m.OIDCAudience, "oidc-audience", "", "the aud the issuer's tokens must carry (required with --oidc-issuer)")
+	fs.StringVar(&m.OIDCRoleClaim, "oidc-role-claim", "cpis_role", "claim of the issuer's tokens holding the CP-IS role")
+	fs.StringVar(&m.OIDCODSClaim, "oidc-ods-claim", "cpis_ods", "claim holding the organisation's ODS code")
+	fs.StringVar(&m.OIDCSDSRoleClaim, "oidc-sds-role-claim", "cpis_sds_role", "claim holding the SDS job role code")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS only")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
@@ -230,7 +240,15 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		verifier = smart.NewVerifier(smart.VerifierConfig{Keys: keys, Audience: m.BaseURL})
+		vc := smart.VerifierConfig{Keys: keys, Audience: m.BaseURL}
+		if m.OIDCIssuer != "" {
+			if m.OIDCAudience == "" {
+				return errors.New("--oidc-issuer needs --oidc-audience")
+			}
+			vc.External = &smart.OIDCConfig{Issuer: m.OIDCIssuer, Audience: m.OIDCAudience,
+				RoleClaim: m.OIDCRoleClaim, ODSClaim: m.OIDCODSClaim, SDSRoleClaim: m.OIDCSDSRoleClaim}
+		}
+		verifier = smart.NewVerifier(vc)
 		registry, err := smart.OpenRegistry(m.DataDir)
 		if err != nil {
 			return err

@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -170,4 +169,3 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	return nil
 }
 
-var errNoKey = errors.New("smart: no key")
