@@ -168,4 +168,3 @@ func getJSON(ctx context.Context, client *http.Client, url string, v any) error 
 	}
 	return nil
 }
-
