@@ -396,6 +396,11 @@ func loadKey(path string) ([]byte, error) {
 	return b, nil
 }
 
+// appScope is what an app (a client with redirect URIs) may be granted by
+// default: reads in the patient and user contexts, Encounter creates, and
+// the launch and refresh scopes; the role policy narrows it per user.
+const appScope = "launch launch/patient offline_access online_access patient/*.rs user/*.rs patient/Encounter.c user/Encounter.c"
+
 // keysFile is the signing key file in the data folder; replayFile keeps
 // the used client assertion jtis and refresh tokens.
 const (
@@ -487,7 +492,7 @@ func clientAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	jwksURL := fs.String("jwks-url", "", "URL of the client's public JWK Set (private_key_jwt)")
 	secretStdin := fs.Bool("secret-stdin", false, "read a client secret from stdin (client_secret_basic/post)")
 	public := fs.Bool("public", false, "a public client (browser app, PKCE, no secret)")
-	role := fs.String("role", "", "role of the client's own tokens (client_credentials): la, clinician-unscheduled, clinician-scheduled or admin")
+	role := fs.String("role", "", "role of the client's own tokens (client_credentials): la, clinician-unscheduled, clinician-scheduled or admin; optional for --public")
 	ods := fs.String("ods", "", "ODS code of the client's organisation")
 	sdsRole := fs.String("sds-role", "", "SDS job role code")
 	scope := fs.String("scope", "", "every scope the client may be granted, space separated (default: the role's scopes)")
@@ -504,7 +509,7 @@ func clientAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if c.Scope == "" {
 		c.Scope = smart.DefaultScope(c.Role)
 		if len(redirects) > 0 {
-			c.Scope += " launch launch/patient offline_access online_access openid fhirUser"
+			c.Scope = strings.TrimSpace(c.Scope + " " + appScope)
 		}
 	}
 	if *jwksFile != "" {

@@ -111,3 +111,54 @@ func TestMain_TLS(t *testing.T) {
 	cancel()
 	waitRun(t, done)
 }
+
+func TestMain_ClientAndUserAdd(t *testing.T) {
+	dir := t.TempDir()
+	var out, errs bytes.Buffer
+	const secret, password = "client-secret-of-24-chars", "a long user password"
+	jwks := filepath.Join(dir, "jwks.json")
+	os.WriteFile(jwks, []byte(`{"keys":[{"kty":"EC","crv":"P-384","kid":"k1","x":"AA","y":"AA","d":"private"}]}`), 0o600)
+	for _, tc := range []struct {
+		args  []string
+		stdin string
+		ok    bool
+	}{
+		{[]string{"--data", dir, "--id", "app-1", "--public", "--redirect-uri", "http://localhost:9/cb"}, "", true},
+		{[]string{"--data", dir, "--id", "svc-1", "--secret-stdin", "--role", "la", "--ods", "LA001"}, secret + "\n", true},
+		{[]string{"--data", dir, "--id", "svc-2", "--jwks", jwks, "--role", "la", "--ods", "LA001"}, "", false},                                       // a private key
+		{[]string{"--data", dir, "--id", "svc-3", "--role", "la", "--ods", "LA001"}, "", false},                                                       // no authentication
+		{[]string{"--data", dir, "--id", "svc-4", "--public", "--redirect-uri", "http://evil.example/cb"}, "", false},                                 // http off loopback
+		{[]string{"--data", dir, "--id", "svc-5", "--secret-stdin", "--role", "la", "--ods", "LA001"}, "short\n", false},                              // short secret
+		{[]string{"--data", dir, "--id", "bad id!", "--public", "--redirect-uri", "http://localhost:9/cb"}, "", false},                                // id
+		{[]string{"--data", dir, "--id", "svc-6", "--secret-stdin", "--role", "la"}, secret + "\n", false},                                            // no ODS
+		{[]string{"--data", dir, "--id", "svc-7", "--secret-stdin", "--role", "la", "--ods", "X", "--scope", "system/Flag.xx"}, secret + "\n", false}, // bad scope
+	} {
+		err := clientAdd(tc.args, strings.NewReader(tc.stdin), &out, &errs)
+		if (err == nil) != tc.ok {
+			t.Errorf("cpis client add %v: %v, want ok %v", tc.args, err, tc.ok)
+		}
+	}
+	if err := userAdd([]string{"--data", dir, "--id", "dr-a", "--role", "clinician-unscheduled", "--ods", "RXX01", "--sds-role", "R8000", "--password-stdin"},
+		strings.NewReader(password+"\n"), &out, &errs); err != nil {
+		t.Fatalf("cpis user add: %v", err)
+	}
+	if err := userAdd([]string{"--data", dir, "--id", "dr-b", "--role", "admin", "--password-stdin"}, strings.NewReader("short\n"), &out, &errs); err == nil {
+		t.Errorf("cpis user add with a short password: no error")
+	}
+	for _, f := range []string{"clients.json", "users.json", "audit-admin.log"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(b), secret) || strings.Contains(string(b), password) {
+			t.Errorf("%s holds a secret or a password in clear", f)
+		}
+		if st, _ := os.Stat(filepath.Join(dir, f)); st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "clients.json"))
+	if !strings.Contains(string(b), `"app-1"`) || !strings.Contains(string(b), `"secret_hash": "$2`) {
+		t.Errorf("clients.json %s: want app-1 and svc-1 with a bcrypt hash", b)
+	}
+}

@@ -162,8 +162,11 @@ func (r *Registry) AddClient(c Client, secret string) error {
 	if !validName(c.ID) {
 		return fmt.Errorf("smart: client id %q: use 1-64 letters, digits, '-', '_' or '.'", c.ID)
 	}
-	if err := checkPrincipal(c.Role, c.ODS); err != nil {
-		return err
+	// A public app gets tokens for its users only, so it needs no role.
+	if !c.Public || c.Role != "" {
+		if err := checkPrincipal(c.Role, c.ODS); err != nil {
+			return err
+		}
 	}
 	if _, _, err := ParseScopes(c.Scope); err != nil {
 		return err
