@@ -48,7 +48,7 @@ func (s *Server) origin(c *gin.Context) string {
 }
 
 // scopesSupported are the scopes discovery lists.
-var scopesSupported = []string{"openid", "fhirUser", "launch", "launch/patient", "offline_access", "online_access",
+var scopesSupported = []string{"launch", "launch/patient", "offline_access", "online_access",
 	"patient/*.rs", "user/*.rs", "user/*.cruds", "system/*.rs", "system/*.cruds", "patient/*.read", "user/*.read", "user/*.write", "system/*.read", "system/*.write"}
 
 // smartConfiguration answers GET /fhir/.well-known/smart-configuration.
