@@ -151,6 +151,9 @@ type Main struct {
 	// flags name the claims of role, ODS code and SDS role.
 	OIDCIssuer, OIDCAudience                      string
 	OIDCRoleClaim, OIDCODSClaim, OIDCSDSRoleClaim string
+	// Demo registers demo users and an app at start and prints how to get
+	// tokens (registerDemo).
+	Demo bool
 	// TLSCert and TLSKey are PEM files; with both the server speaks only
 	// HTTPS and sends HSTS.
 	TLSCert, TLSKey string
@@ -184,6 +187,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.OIDCRoleClaim, "oidc-role-claim", "cpis_role", "claim of the issuer's tokens holding the CP-IS role")
 	fs.StringVar(&m.OIDCODSClaim, "oidc-ods-claim", "cpis_ods", "claim holding the organisation's ODS code")
 	fs.StringVar(&m.OIDCSDSRoleClaim, "oidc-sds-role-claim", "cpis_sds_role", "claim holding the SDS job role code")
+	fs.BoolVar(&m.Demo, "demo", false, "register demo users and a demo app (new passwords at each start) and print how to obtain tokens")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS only")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
@@ -314,6 +318,18 @@ func (m *Main) Run(ctx context.Context) error {
 		hs.TLSConfig = tlsConfig
 	}
 	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at %s://%s%s (data in %s)\n", scheme, displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
+	if m.Demo {
+		if authServer == nil {
+			return errors.New("--demo needs authentication on")
+		}
+		base := m.BaseURL
+		if base == "" {
+			base = scheme + "://" + displayAddr(ln.Addr()) + server.FHIRBase
+		}
+		if err := registerDemo(m.DataDir, base, m.Stdout); err != nil {
+			return err
+		}
+	}
 	if m.Ready != nil {
 		m.Ready <- ln.Addr().String()
 	}
@@ -606,4 +622,46 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// demoUsers are the users --demo registers, one per role.
+var demoUsers = []smart.User{
+	{ID: "demo-la", Role: smart.RoleLA, ODS: "LA001"},
+	{ID: "demo-clinician", Role: smart.RoleClinicianUnscheduled, ODS: "RXX01", SDSRole: "R8000"},
+	{ID: "demo-gp", Role: smart.RoleClinicianScheduled, ODS: "RYY02", SDSRole: "R8000"},
+	{ID: "demo-admin", Role: smart.RoleAdmin},
+}
+
+// registerDemo registers the demo users with new random passwords and the
+// public app demo-app (redirect http://localhost:9000/callback), then
+// prints the passwords and the commands that make tokens. The passwords
+// go to stdout only, never to the log.
+func registerDemo(dir, base string, out io.Writer) error {
+	reg, err := smart.OpenRegistry(dir)
+	if err != nil {
+		return err
+	}
+	if err := reg.AddClient(smart.Client{ID: "demo-app", Public: true, RedirectURIs: []string{"http://localhost:9000/callback"},
+		Scope: appScope}, ""); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "cpis: DEMO MODE: demo users (passwords are new at each start):\n")
+	for _, u := range demoUsers {
+		pw := smart.NewID()
+		if err := reg.AddUser(u, pw); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "cpis:   %-15s role %-22s ODS %-6s password %s\n", u.ID, u.Role, u.ODS, pw)
+	}
+	fmt.Fprintf(out, "cpis: SMART app: client_id demo-app (public, PKCE), redirect_uri http://localhost:9000/callback, "+
+		"discovery %s/.well-known/smart-configuration\n", base)
+	fmt.Fprintf(out, "cpis: tokens without a login, for curl:\n")
+	for _, u := range demoUsers {
+		ods := ""
+		if u.ODS != "" {
+			ods = " --ods " + u.ODS
+		}
+		fmt.Fprintf(out, "cpis:   TOKEN=$(cpis token --data %s --base-url %s --role %s%s)\n", dir, base, u.Role, ods)
+	}
+	return auditAdmin(dir, "demo-registered", map[string]string{"users": "demo-la demo-clinician demo-gp demo-admin", "client": "demo-app"})
 }

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cpis-fhir/cpis/server/smart"
 )
 
 // TestMain_Auth: cpis serve needs a token on /fhir, cpis token makes one
@@ -160,5 +162,34 @@ func TestMain_ClientAndUserAdd(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(dir, "clients.json"))
 	if !strings.Contains(string(b), `"app-1"`) || !strings.Contains(string(b), `"secret_hash": "$2`) {
 		t.Errorf("clients.json %s: want app-1 and svc-1 with a bcrypt hash", b)
+	}
+}
+
+func TestMain_Demo(t *testing.T) {
+	dir := t.TempDir()
+	var stdout syncBuffer
+	m := newMain(t, dir)
+	m.Demo, m.Stdout = true, &stdout
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, done := startMain(t, ctx, m)
+	out := stdout.String()
+	cancel()
+	waitRun(t, done)
+	var pw string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[1] == "demo-clinician" {
+			pw = f[len(f)-1]
+		}
+	}
+	reg, err := smart.OpenRegistry(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.Login("demo-clinician", pw); !ok || pw == "" {
+		t.Errorf("--demo printed %q; the demo-clinician password from it does not log in", out)
+	}
+	if _, ok := reg.Client("demo-app"); !ok || !strings.Contains(out, "cpis token --data") {
+		t.Errorf("--demo: no demo-app or no token commands in %q", out)
 	}
 }
