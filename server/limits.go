@@ -70,6 +70,16 @@ func (l *limiter) take(key string) (ok bool, wait time.Duration) {
 	return false, time.Duration((1 - b.tokens) / l.rate * float64(time.Second))
 }
 
+// empty reports whether key's bucket has no token left, without taking
+// one.
+func (l *limiter) empty(key string) bool {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	return b != nil && b.tokens+now.Sub(b.last).Seconds()*l.rate < 1
+}
+
 // sweep drops the buckets that are full again; l.mu is held.
 func (l *limiter) sweep(now time.Time) {
 	for k, b := range l.buckets {

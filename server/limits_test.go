@@ -97,3 +97,26 @@ func TestHSTS_OnTLS(t *testing.T) {
 		t.Errorf("over plain HTTP: Strict-Transport-Security %q, want none", got)
 	}
 }
+
+// TestAuth_RefusedTokensSlowDown: after a burst of 100 refused tokens from
+// one address (refilled at 20 a second), requests from it are 429 before
+// any signature check.
+func TestAuth_RefusedTokensSlowDown(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	bad := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleAdmin, Issuer: "https://other.example/fhir"})
+	for i := range 10000 {
+		r := do(t, "GET", ts.Base+"/Patient", "", "Authorization", "Bearer "+bad)
+		if r.StatusCode == http.StatusUnauthorized {
+			continue
+		}
+		r.wantStatus(t, http.StatusTooManyRequests)
+		if i < 100 {
+			t.Errorf("429 after %d refused tokens, want it only past the burst of 100", i)
+		}
+		if code, _, _ := r.outcome(t); code != "throttled" || r.Header.Get("Retry-After") == "" {
+			t.Errorf("code %q Retry-After %q, want throttled with Retry-After", code, r.Header.Get("Retry-After"))
+		}
+		return
+	}
+	t.Fatal("10,000 refused tokens in a row and no 429")
+}

@@ -101,6 +101,9 @@ type Server struct {
 	term       *terminology.Service
 	limit      *limiter // nil without Config.RateLimit
 	oauthLimit *limiter
+	// authFailures counts refused bearer tokens per remote address: 20 a
+	// second, bursts of 100.
+	authFailures *limiter
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
@@ -154,6 +157,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		s.cfg.OAuthRateLimit = 10
 	}
 	s.oauthLimit = newLimiter(cfg.OAuthRateLimit, int(5*cfg.OAuthRateLimit), time.Now)
+	s.authFailures = newLimiter(20, 100, time.Now)
 	if cfg.Terminology == nil {
 		cfg.Terminology = terminology.New()
 		s.cfg.Terminology = cfg.Terminology
