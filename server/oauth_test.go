@@ -549,6 +549,7 @@ func TestAppLaunch(t *testing.T) {
 		{"response_type token", func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type"},
 		{"no grantable scope", func(q url.Values) { q.Set("scope", "system/*.*") }, "invalid_scope"},
 		{"unknown launch", func(q url.Values) { q.Set("launch", "nope") }, "invalid_request"},
+		{"patient scopes without a patient context", func(q url.Values) { q.Set("scope", "patient/Flag.rs") }, "invalid_scope"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res, _ := newBrowser(t).get(query(tc.edit))

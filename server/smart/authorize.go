@@ -127,6 +127,9 @@ func (a *AuthServer) Begin(q url.Values, fhirBase string) (*Pending, *AuthorizeE
 		p.launch = *lc
 	}
 	p.NeedsPatient = p.launch.patient == "" && slices.Contains(strings.Fields(scope), "launch/patient")
+	if res, _, _ := ParseScopes(scope); p.launch.patient == "" && !p.NeedsPatient && slices.ContainsFunc(res, func(s Scope) bool { return s.Context == ContextPatient }) {
+		return fail(ErrInvalidScope.With("patient/ scopes need a patient context: ask for launch/patient or use an EHR launch"))
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.sweep(now)
