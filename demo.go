@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/cpis-fhir/cpis/synthetic"
 )
 
@@ -72,33 +74,52 @@ func demoCommands(g *synthetic.Generator, base string) []demoCommand {
 	q := shellQuote
 	return []demoCommand{
 		{"Is this child known to children's social care? (the lookup of every unscheduled attendance)",
-			"curl -s " + q(base+"/Flag?subject:identifier="+nhs+"&status=active&_pretty=true")},
+			"curl -s -H \"Authorization: Bearer $TOKEN\" " + q(base+"/Flag?subject:identifier="+nhs+"&status=active&_pretty=true")},
 		{"Whom to call: the council's team with office-hours and emergency-duty numbers (the national CP-IS query)",
-			"curl -s " + q(base+"/CareTeam?patient:identifier="+nhs+"&_pretty=true")},
+			"curl -s -H \"Authorization: Bearer $TOKEN\" " + q(base+"/CareTeam?patient:identifier="+nhs+"&_pretty=true")},
 		{"A child with no CP-IS record: an empty result means no record is held, not that the child is safe",
-			"curl -s " + q(base+"/Flag?subject:identifier="+unknown+"&status=active")},
+			"curl -s -H \"Authorization: Bearer $TOKEN\" " + q(base+"/Flag?subject:identifier="+unknown+"&status=active")},
 		{"Record the attendance (201, Location names the new Encounter)",
-			"curl -si -X POST " + q(base+"/Encounter") + " -H 'Content-Type: application/fhir+json' -H 'Prefer: return=minimal' -d " + q(string(g.EncounterJSON(a)))},
+			"curl -si -H \"Authorization: Bearer $TOKEN\" -X POST " + q(base+"/Encounter") + " -H 'Content-Type: application/fhir+json' -H 'Prefer: return=minimal' -d " + q(string(g.EncounterJSON(a)))},
 		{"The child's attendances",
-			"curl -s " + q(base+"/Encounter?subject:identifier="+nhs+"&_summary=count")},
+			"curl -s -H \"Authorization: Bearer $TOKEN\" " + q(base+"/Encounter?subject:identifier="+nhs+"&_summary=count")},
 		{"The council",
-			"curl -s " + q(base+"/Organization?identifier="+synthetic.SystemODS+"|"+council.ODSCode+"&_pretty=true")},
+			"curl -s -H \"Authorization: Bearer $TOKEN\" " + q(base+"/Organization?identifier="+synthetic.SystemODS+"|"+council.ODSCode+"&_pretty=true")},
 		{"How many current records the demo holds",
-			"curl -s " + q(base+"/Flag?status=active&_summary=count")},
+			"curl -s -H \"Authorization: Bearer $TOKEN\" " + q(base+"/Flag?status=active&_summary=count")},
 	}
 }
 
-// printDemo prints how to try the demo data set.
-func printDemo(w io.Writer, g *synthetic.Generator, base string) {
+// printDemo prints how to try the demo data set, with an administrator's
+// access token (token) for the commands.
+func printDemo(w io.Writer, g *synthetic.Generator, base, token string) {
 	var b strings.Builder
-	b.WriteString("\nTry the demo data set (test NHS numbers from the 999 range):\n")
+	b.WriteString("\nTry the demo data set (test NHS numbers from the 999 range), in one shell:\n")
+	fmt.Fprintf(&b, "\n  # An administrator's access token for these commands (valid %s)\n  export TOKEN=%s\n", smart.MaxTokenTTL, token)
 	for _, c := range demoCommands(g, base) {
 		fmt.Fprintf(&b, "\n  # %s\n  %s\n", c.say, c.cmd)
 	}
 	cfg := g.Config()
-	fmt.Fprintf(&b, "\n  # Load it (from another terminal)\n  cpis bench --base %s --seed %d --children %d --scenario lookup --duration 10s\n\n", base, cfg.Seed, cfg.Children)
+	fmt.Fprintf(&b, "\n  # Load it (from another terminal, after the export above)\n  cpis bench --base %s --seed %d --children %d --scenario lookup --duration 10s --token \"$TOKEN\"\n\n", base, cfg.Seed, cfg.Children)
 	io.WriteString(w, b.String())
 }
 
 // shellQuote quotes s for a POSIX shell.
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// demoToken returns an administrator's access token for the demo commands,
+// signed with the folder's key for the FHIR base and audited as cpis token
+// is.
+func demoToken(dir, base string) (string, error) {
+	keys, err := smart.OpenKeySet(filepath.Join(dir, keysFile))
+	if err != nil {
+		return "", err
+	}
+	tok, jti, err := keys.Sign(smart.AccessToken{Issuer: base, Subject: "demo-admin", ClientID: "cpis-demo", Role: smart.RoleAdmin,
+		Scope: smart.DefaultScope(smart.RoleAdmin), IssuedAt: time.Now(), TTL: smart.MaxTokenTTL})
+	if err != nil {
+		return "", err
+	}
+	return tok, auditAdmin(dir, "token-issued", map[string]string{"jti": jti, "sub": "demo-admin", "role": string(smart.RoleAdmin),
+		"scope": smart.DefaultScope(smart.RoleAdmin), "ttl": smart.MaxTokenTTL.String(), "aud": base, "for": "demo commands"})
+}

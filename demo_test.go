@@ -133,6 +133,12 @@ func TestServe_Demo(t *testing.T) {
 				t.Errorf("second demo start: output has no %q:\n%s", want, out)
 			}
 			cmds := demoCurls(out)
+			// The commands use the token of the printed export line.
+			_, token, ok := strings.Cut(out, "\n  export TOKEN=")
+			token, _, _ = strings.Cut(token, "\n")
+			if !ok || token == "" {
+				t.Fatalf("demo printed no export TOKEN= line:\n%s", out)
+			}
 			if len(cmds) != 7 {
 				t.Fatalf("demo printed %d curl commands, want 7:\n%s", len(cmds), out)
 			}
@@ -152,6 +158,11 @@ func TestServe_Demo(t *testing.T) {
 					t.Fatalf("command %d %s: %v", i, cmd, err)
 				}
 				req.Header = cr.header
+				for k, vs := range req.Header {
+					for j, v := range vs {
+						req.Header[k][j] = strings.ReplaceAll(v, "$TOKEN", token)
+					}
+				}
 				res, err := client.Do(req)
 				if err != nil {
 					t.Fatalf("command %d %s: %v", i, cmd, err)
@@ -187,7 +198,7 @@ func TestServe_Demo(t *testing.T) {
 				return
 			}
 			for i, cmd := range cmds {
-				got, err := exec.Command("sh", "-c", cmd+" --fail-with-body").CombinedOutput()
+				got, err := exec.Command("sh", "-c", "export TOKEN="+token+"\n"+cmd+" --fail-with-body").CombinedOutput()
 				if err != nil {
 					t.Errorf("sh -c %s: %v\n%s", cmd, err, got)
 				}

@@ -126,7 +126,7 @@ func TestSeed_DataFolder(t *testing.T) {
 			t.Errorf("Run: %v", err)
 		}
 	}()
-	client := &http.Client{Timeout: time.Minute}
+	client := &http.Client{Timeout: time.Minute, Transport: withToken(t, dir, http.DefaultTransport)}
 	cfg := synthetic.Config{Seed: 1, Children: 200, Councils: 5, Sites: 10, Now: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)}
 	checkSeeded(t, client, "http://"+addr+"/fhir", cfg, 0)
 }
@@ -160,7 +160,8 @@ func authServer(t *testing.T, dir string) (base string, auth func() map[string]i
 
 func TestSeed_Base(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, done := startMain(t, ctx, newMain(t, t.TempDir()))
+	dir := t.TempDir()
+	addr, done := startMain(t, ctx, newMain(t, dir))
 	defer func() {
 		cancel()
 		if err := waitRun(t, done); err != nil {
@@ -168,15 +169,20 @@ func TestSeed_Base(t *testing.T) {
 		}
 	}()
 	base := "http://" + addr + "/fhir"
+	var tok syncBuffer
+	if err := run(context.Background(), []string{"token", "--data", dir, "--role", "admin", "--base-url", base}, &tok, io.Discard); err != nil {
+		t.Fatal(err)
+	}
 	var out syncBuffer
-	args := []string{"seed", "--children", "120", "--councils", "5", "--sites", "10", "--attendances", "150", "--base", base, "--seed", "9"}
+	args := []string{"seed", "--children", "120", "--councils", "5", "--sites", "10", "--attendances", "150", "--base", base, "--seed", "9",
+		"--token", strings.TrimSpace(tok.String())}
 	if err := run(context.Background(), args, &out, &out); err != nil {
 		t.Fatalf("cpis %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
 	if s := out.String(); !strings.Contains(s, "seed: 120 children") || !strings.Contains(s, "150 attendances") {
 		t.Errorf("seed output has no summary of 120 children and 150 attendances:\n%s", s)
 	}
-	client := &http.Client{Timeout: time.Minute}
+	client := &http.Client{Timeout: time.Minute, Transport: withToken(t, dir, http.DefaultTransport)}
 	checkSeeded(t, client, base, synthetic.Config{Seed: 9, Children: 120, Councils: 5, Sites: 10, Now: time.Now()}, 150)
 }
 
