@@ -54,7 +54,7 @@ func TestCrash_AcknowledgedWritesSurviveKill9(t *testing.T) {
 
 	for cycle := 1; cycle <= cycles; cycle++ {
 		p := startCPIS(t, bin, dir)
-		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+		client := &http.Client{Transport: withToken(t, dir, &http.Transport{MaxIdleConnsPerHost: clients})}
 		verifyAcked(t, client, p.base, cycle, creates, updates)
 		if cycle == 1 {
 			for _, id := range sharedIDs {
@@ -138,7 +138,7 @@ func TestCrash_AcknowledgedWritesSurviveKill9(t *testing.T) {
 	// Restart once more to check the last cycle, then stop with SIGTERM:
 	// the binary must shut down cleanly and exit 0.
 	p := startCPIS(t, bin, dir)
-	client := &http.Client{Transport: &http.Transport{}}
+	client := &http.Client{Transport: withToken(t, dir, &http.Transport{})}
 	verifyAcked(t, client, p.base, cycles+1, creates, updates)
 	client.CloseIdleConnections()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -1,6 +1,8 @@
 // Command cpis runs the CP-IS FHIR R4 server.
 //
-//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL]
+//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL] [--auth on|off]
+//	cpis token --data DIR --role ROLE [--ods CODE] [--scope SCOPES] [--ttl D]
+//	cpis keys rotate --data DIR
 //
 // See README.md.
 package main
@@ -8,6 +10,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
+	"github.com/cpis-fhir/cpis/server/smart"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,6 +50,8 @@ const usage = `cpis runs the CP-IS FHIR R4 server.
 Usage:
   cpis serve [flags]    serve the FHIR API (cpis serve -h lists the flags)
   cpis reindex [flags]  rebuild the search index of a data folder (cpis reindex -h)
+  cpis token [flags]    print a signed access token (cpis token -h); every use is audited
+  cpis keys rotate      start signing with a new key (cpis keys rotate -h)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -73,6 +79,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		defer store.Close()
 		return reindex(ctx, store, fhir.NewSearchRegistry(), stdout)
+	case "token":
+		return tokenCommand(args[1:], stdout, stderr)
+	case "keys":
+		if len(args) < 2 || args[1] != "rotate" {
+			fmt.Fprint(stderr, usage)
+			return errors.New("usage: cpis keys rotate --data DIR")
+		}
+		fs := flag.NewFlagSet("cpis keys rotate", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		dir := fs.String("data", "./cpis-data", "data folder")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(*dir, 0o700); err != nil {
+			return fmt.Errorf("data folder: %w", err)
+		}
+		kid, err := smart.RotateKeys(filepath.Join(*dir, keysFile), time.Now())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "cpis: new signing key %s; older keys stay published for %s\n", kid, smart.MaxTokenTTL)
+		return auditAdmin(*dir, "keys-rotate", map[string]string{"kid": kid})
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -94,6 +122,9 @@ type Main struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM or SIGINT.
 	ShutdownTimeout time.Duration
+	// Auth is "on" (the default when empty) or "off"; off serves every
+	// request as an anonymous administrator, for development only.
+	Auth string
 
 	Stdout, Stderr io.Writer
 
@@ -114,6 +145,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.MaxBundleEntries, "max-bundle-entries", 10000, "most entries a batch or transaction Bundle may hold (413 beyond)")
 	fs.IntVar(&m.MaxConditionalDeletes, "max-conditional-deletes", 1, "most resources one conditional delete removes (412 beyond); 1 is single mode")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
+	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	return fs.Parse(args)
 }
 
@@ -159,7 +191,22 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var verifier *smart.Verifier
+	switch m.Auth {
+	case "", "on":
+		keys, err := smart.OpenKeySet(filepath.Join(m.DataDir, keysFile))
+		if err != nil {
+			return err
+		}
+		verifier = smart.NewVerifier(smart.VerifierConfig{Keys: keys, Audience: m.BaseURL})
+	case "off":
+		logger.Warn("AUTHENTICATION IS OFF (--auth=off): every request acts as an administrator; never run this with real data")
+		fmt.Fprintln(m.Stderr, "cpis: WARNING: authentication is off (--auth=off); every request acts as an administrator")
+	default:
+		return fmt.Errorf("--auth %q: want on or off", m.Auth)
+	}
 	srv, err := server.New(store, codec, server.Config{
+		Verifier:     verifier,
 		BaseURL:      m.BaseURL,
 		MaxBodyBytes: m.MaxBodyBytes,
 		Logger:       logger,
@@ -261,4 +308,80 @@ func loadKey(path string) ([]byte, error) {
 		return nil, fmt.Errorf("write %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// keysFile is the signing key file in the data folder.
+const keysFile = "signing-keys.json"
+
+// tokenCommand is cpis token: it prints an access token signed with the
+// data folder's current key and audits the issue in DIR/audit-admin.log.
+func tokenCommand(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cpis token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./cpis-data", "data folder whose signing key signs the token")
+	role := fs.String("role", "", "role: la, clinician-unscheduled, clinician-scheduled or admin (required)")
+	ods := fs.String("ods", "", "ODS code of the organisation (required but for admin)")
+	sdsRole := fs.String("sds-role", "", "SDS job role code of a clinician, such as R8000")
+	scope := fs.String("scope", "", "space-separated SMART scopes (default: the role's scopes)")
+	ttl := fs.Duration("ttl", time.Hour, "lifetime of the token, at most 24h")
+	patient := fs.String("patient", "", "launch context: the Patient id the token is for")
+	sub := fs.String("sub", "", "subject (default: cli-ROLE)")
+	base := fs.String("base-url", "http://localhost:8080/fhir", "FHIR base URL of the server (the token's issuer and audience)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	r := smart.Role(*role)
+	if !r.Valid() {
+		return fmt.Errorf("--role %q: want one of %v", *role, smart.Roles)
+	}
+	if *scope == "" {
+		*scope = smart.DefaultScope(r)
+	}
+	if *sub == "" {
+		*sub = "cli-" + *role
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	keys, err := smart.OpenKeySet(filepath.Join(*dir, keysFile))
+	if err != nil {
+		return err
+	}
+	tok, jti, err := keys.Sign(smart.AccessToken{Issuer: *base, Subject: *sub, ClientID: "cpis-cli", Role: r, ODS: *ods,
+		SDSRole: *sdsRole, Scope: *scope, Patient: *patient, IssuedAt: time.Now(), TTL: *ttl})
+	if err != nil {
+		return err
+	}
+	// TODO(audit): write an AuditEvent through the audit trail (issue 7
+	// part B) once it has an API usable with the server stopped.
+	if err := auditAdmin(*dir, "token-issued", map[string]string{"jti": jti, "sub": *sub, "role": *role, "ods": *ods,
+		"sds_role": *sdsRole, "scope": *scope, "patient": *patient, "ttl": ttl.String(), "aud": *base}); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}
+
+// auditAdmin appends one JSON line about an administrator command to
+// DIR/audit-admin.log: when, which command, the operating-system user and
+// the details (never a token or a key).
+func auditAdmin(dir, event string, details map[string]string) error {
+	rec := map[string]any{"time": time.Now().UTC().Format(time.RFC3339Nano), "event": event, "os_user": os.Getenv("USER"), "details": details}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "audit-admin.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("admin audit log: %w", err)
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("admin audit log: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("admin audit log: %w", err)
+	}
+	return f.Close()
 }

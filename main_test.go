@@ -196,6 +196,51 @@ func waitRun(t *testing.T, done <-chan error) error {
 	}
 }
 
+// withToken returns a transport that adds an admin access token, made with
+// cpis token over dir for the host each request goes to, to requests that
+// have no Authorization header.
+func withToken(t *testing.T, dir string, rt http.RoundTripper) *tokenTransport {
+	t.Helper()
+	return &tokenTransport{dir: dir, rt: rt, tokens: map[string]string{}}
+}
+
+type tokenTransport struct {
+	dir string
+	rt  http.RoundTripper
+
+	mu     sync.Mutex
+	tokens map[string]string // by host
+}
+
+func (tt *tokenTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") != "" {
+		return tt.rt.RoundTrip(r)
+	}
+	tt.mu.Lock()
+	tok, ok := tt.tokens[r.URL.Host]
+	if !ok {
+		var out, errs bytes.Buffer
+		err := run(context.Background(), []string{"token", "--data", tt.dir, "--role", "admin", "--base-url", "http://" + r.URL.Host + "/fhir"}, &out, &errs)
+		if err != nil {
+			tt.mu.Unlock()
+			return nil, fmt.Errorf("cpis token: %v: %s", err, errs.String())
+		}
+		tok = strings.TrimSpace(out.String())
+		tt.tokens[r.URL.Host] = tok
+	}
+	tt.mu.Unlock()
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return tt.rt.RoundTrip(r)
+}
+
+// CloseIdleConnections closes the idle connections of the transport below.
+func (tt *tokenTransport) CloseIdleConnections() {
+	if c, ok := tt.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // do sends one request and returns the status, headers and body.
 func do(t *testing.T, c *http.Client, method, url string, body []byte, hdr ...string) (int, http.Header, []byte) {
 	t.Helper()
@@ -243,7 +288,7 @@ func TestMain_ServeAndShutdown(t *testing.T) {
 	base := "http://" + addr
 	tr := &http.Transport{ExpectContinueTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	client := &http.Client{Transport: withToken(t, dir, tr)}
 
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if status, _, body := do(t, client, "GET", base+path, nil); status != http.StatusOK {
@@ -471,7 +516,7 @@ func TestMain_ShutdownKeepsAcknowledgedWrites(t *testing.T) {
 	addr, done := startMain(t, ctx, newMain(t, dir))
 	tr := &http.Transport{MaxIdleConnsPerHost: clients}
 	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
+	client := &http.Client{Transport: withToken(t, dir, tr)}
 
 	var (
 		nhs      nhsNumbers

@@ -27,7 +27,7 @@ func TestCrash_TransactionAllOrNothing(t *testing.T) {
 	bin := buildCPIS(t)
 	dir := t.TempDir()
 	var nhs nhsNumbers
-	client := &http.Client{}
+	client := &http.Client{Transport: withToken(t, dir, http.DefaultTransport)}
 	var took time.Duration
 	outcomes := map[string]int{}
 	for cycle, frac := range []float64{0, 0.8, 1.0, 1.1, 1.2, 1.4} {

@@ -18,7 +18,7 @@ import (
 
 func benchServer(b *testing.B) (*testServer, *http.Client) {
 	ts := startServer(b, server.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+	client := &http.Client{Transport: ts.authorized(&http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256})}
 	b.Cleanup(client.CloseIdleConnections)
 	return ts, client
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/cpis-fhir/cpis/conformance"
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/profiles"
+	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/cpis-fhir/cpis/terminology"
 	"github.com/gin-gonic/gin"
 )
@@ -57,6 +58,11 @@ type Config struct {
 	// means terminology.New().
 	// See https://hl7.org/fhir/R4/terminology-service.html.
 	Terminology *terminology.Service
+	// Verifier verifies the bearer token every /fhir request but GET
+	// metadata must carry (auth.go). Nil turns authentication off: every
+	// request then acts as an administrator ("anonymous", system/*.*).
+	// See https://hl7.org/fhir/smart-app-launch/.
+	Verifier *smart.Verifier
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -140,7 +146,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
-	api := e.Group(FHIRBase, s.negotiate)
+	api := e.Group(FHIRBase, s.authenticate, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both

@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -17,16 +20,20 @@ import (
 	"github.com/cpis-fhir/cpis/fhir/fhirtest"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
+	"github.com/cpis-fhir/cpis/server/smart"
 )
 
-// testServer is a real server over a real SQLite file, with a fake clock
-// and a log that tests can read.
+// testServer is a real server over a real SQLite file, with a fake clock,
+// a signing key made for the test and a log that tests can read.
 type testServer struct {
 	*httptest.Server
 	Base  string
 	Store *sqlite.Store
 	Path  string // the SQLite file
 	Clock *fhirtest.Clock
+	Keys  *smart.KeySet     // the test's signing key, trusted by the server
+	key   *ecdsa.PrivateKey // its private half
+	Token string            // an admin access token, sent by do unless a test gives its own
 	srv   *server.Server
 	logMu sync.Mutex
 	log   bytes.Buffer
@@ -45,7 +52,14 @@ func (ts *testServer) Log() string {
 	return ts.log.String()
 }
 
+// startServer starts a test server with authentication on: the server
+// trusts ts.Keys, and do sends ts.Token unless told otherwise.
 func startServer(tb testing.TB, cfg server.Config) *testServer {
+	tb.Helper()
+	return startServerAuth(tb, cfg, true)
+}
+
+func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 	tb.Helper()
 	ts := &testServer{Clock: fhirtest.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))}
 	ts.Path = filepath.Join(tb.TempDir(), "cpis.db")
@@ -64,6 +78,15 @@ func startServer(tb testing.TB, cfg server.Config) *testServer {
 	if cfg.Now == nil {
 		cfg.Now = ts.Clock.Now
 	}
+	if ts.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader); err != nil {
+		tb.Fatal(err)
+	}
+	if ts.Keys, err = smart.NewKeySet(ts.key); err != nil {
+		tb.Fatal(err)
+	}
+	if auth && cfg.Verifier == nil {
+		cfg.Verifier = smart.NewVerifier(smart.VerifierConfig{Keys: ts.Keys, Now: ts.Clock.Now})
+	}
 	srv, err := server.New(store, codec, cfg)
 	if err != nil {
 		tb.Fatalf("server.New: %v", err)
@@ -71,11 +94,61 @@ func startServer(tb testing.TB, cfg server.Config) *testServer {
 	ts.srv = srv
 	ts.Server = httptest.NewServer(srv)
 	ts.Base = ts.URL + "/fhir"
+	ts.Token = ts.TokenFor(tb, smart.AccessToken{Role: smart.RoleAdmin, Subject: "test-admin", ClientID: "test"})
+	testTokens.Store(ts.URL, ts.Token)
 	tb.Cleanup(func() {
+		testTokens.Delete(ts.URL)
 		ts.Close()
 		store.Close()
 	})
 	return ts
+}
+
+// testTokens maps each running test server's URL to its admin token, which
+// do sends when a test gives no Authorization header.
+var testTokens sync.Map
+
+// TokenFor returns an access token the server trusts for the principal t
+// describes; issuer, issue time, lifetime (30 days) and the role's default
+// scope are filled in when empty.
+func (ts *testServer) TokenFor(tb testing.TB, t smart.AccessToken) string {
+	tb.Helper()
+	if t.Issuer == "" {
+		t.Issuer = ts.Base
+	}
+	if t.IssuedAt.IsZero() {
+		t.IssuedAt = ts.Clock.Now()
+	}
+	if t.TTL == 0 {
+		t.TTL = smart.MaxTokenTTL
+	}
+	if t.Scope == "" {
+		t.Scope = smart.DefaultScope(t.Role)
+	}
+	tok, _, err := ts.Keys.Sign(t)
+	if err != nil {
+		tb.Fatalf("sign test token: %v", err)
+	}
+	return tok
+}
+
+// authorized returns a transport that adds the server's admin token to
+// requests that have no Authorization header.
+func (ts *testServer) authorized(rt http.RoundTripper) http.RoundTripper {
+	return bearerTransport{token: ts.Token, rt: rt}
+}
+
+type bearerTransport struct {
+	token string
+	rt    http.RoundTripper
+}
+
+func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", "Bearer "+b.token)
+	}
+	return b.rt.RoundTrip(r)
 }
 
 type response struct {
@@ -84,7 +157,9 @@ type response struct {
 }
 
 // do sends a request; headers come as name, value pairs. A body is sent as
-// application/fhir+json unless a Content-Type header is given.
+// application/fhir+json unless a Content-Type header is given. The request
+// carries the test server's admin token unless an Authorization header is
+// given; an empty Authorization value sends none.
 func do(tb testing.TB, method, url, body string, headers ...string) *response {
 	tb.Helper()
 	var rd io.Reader
@@ -98,8 +173,24 @@ func do(tb testing.TB, method, url, body string, headers ...string) *response {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
+	auth := true
 	for i := 0; i+1 < len(headers); i += 2 {
+		if http.CanonicalHeaderKey(headers[i]) == "Authorization" {
+			auth = false
+			if headers[i+1] == "" {
+				continue
+			}
+		}
 		req.Header.Set(headers[i], headers[i+1])
+	}
+	if auth {
+		testTokens.Range(func(k, v any) bool {
+			if strings.HasPrefix(url, k.(string)+"/") {
+				req.Header.Set("Authorization", "Bearer "+v.(string))
+				return false
+			}
+			return true
+		})
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
