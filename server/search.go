@@ -144,7 +144,7 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	if q.Summary == fhir.SummaryCount {
 		q.Count, q.Total = 0, fhir.TotalAccurate
 	}
-	page, err := s.store.Search(c.Request.Context(), q, cursor, backward)
+	page, err := s.storeFor(c.Request.Context()).Search(c.Request.Context(), q, cursor, backward)
 	if err != nil {
 		s.fail(c, err)
 		return

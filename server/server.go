@@ -13,6 +13,7 @@ import (
 	"github.com/cpis-fhir/cpis/conformance"
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/profiles"
+	"github.com/cpis-fhir/cpis/server/access"
 	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/cpis-fhir/cpis/terminology"
 	"github.com/gin-gonic/gin"
@@ -81,6 +82,7 @@ type Server struct {
 	sp         *searchParams
 	validator  *profiles.Validator
 	term       *terminology.Service
+	policy     *access.Policy
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
@@ -122,6 +124,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		cursors:  cursors,
 	}
 	s.sp = &searchParams{s: s}
+	s.policy = access.New(cfg.Registry)
 	if cfg.Terminology == nil {
 		cfg.Terminology = terminology.New()
 		s.cfg.Terminology = cfg.Terminology

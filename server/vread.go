@@ -24,7 +24,7 @@ func (s *Server) vread(c *gin.Context) {
 		s.fail(c, fhir.Errorf(fhir.IssueNotFound, "%s has no such resource version (versions are whole numbers from 1)", typ))
 		return
 	}
-	r, err := s.svc.VRead(c.Request.Context(), typ, id, v)
+	r, err := s.serviceFor(c.Request.Context()).VRead(c.Request.Context(), typ, id, v)
 	if err != nil {
 		if r != nil {
 			setVersionHeaders(c, r)

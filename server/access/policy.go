@@ -124,6 +124,11 @@ func (pl *Policy) ownedFilter(typ, ods string) fhir.Filter {
 // typ to what they cover (the first such scope's filters when several
 // restrict differently, which is never wider than any of them).
 func (pl *Policy) scopeFilters(p *smart.Principal, typ string, perm smart.Perm) (bool, []fhir.Filter, error) {
+	if referenceTypes[typ] && perm&(smart.PermCreate|smart.PermUpdate|smart.PermDelete) == 0 {
+		// Conformance and terminology resources are readable by every
+		// principal, whatever its scopes.
+		return true, nil, nil
+	}
 	var restricted []fhir.Filter
 	found := false
 	for _, sc := range p.Scopes {
