@@ -21,9 +21,14 @@ func principalOf(ctx context.Context) *smart.Principal {
 	return p
 }
 
-// storeFor returns the store as the principal of ctx may use it.
+// storeFor returns the store as the principal of ctx may use it, noting
+// what the request reads and writes for its audit record (audit.go).
 func (s *Server) storeFor(ctx context.Context) fhir.Store {
-	return s.policy.Store(s.store, principalOf(ctx))
+	st := s.policy.Store(s.store, principalOf(ctx))
+	if ev := auditEventOf(ctx); ev != nil {
+		return &auditStore{Store: st, ev: ev}
+	}
+	return st
 }
 
 // serviceFor returns the FHIR service over storeFor(ctx).

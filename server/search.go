@@ -128,6 +128,9 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	for _, k := range serverParams {
 		delete(params, k)
 	}
+	// The audit record keeps the search as run (a paging link's is sealed
+	// in its cursor), NHS numbers included.
+	auditEventOf(c.Request.Context()).setQuery(params.Encode())
 	base := s.baseURL(c)
 	q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{
 		Registry:     s.registry,

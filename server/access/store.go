@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"errors"
 
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/server/smart"
@@ -158,6 +159,16 @@ func (t *txn) Put(r *fhir.Resource) error {
 		return err
 	}
 	return t.Tx.Put(r)
+}
+
+// AppendAudit appends an audit record in the write's transaction when the
+// store's transaction can (sqlite).
+func (t *txn) AppendAudit(rec []byte) error {
+	a, ok := t.Tx.(interface{ AppendAudit(rec []byte) error })
+	if !ok {
+		return errors.New("access: the store keeps no audit trail")
+	}
+	return a.AppendAudit(rec)
 }
 
 func (t *txn) Search(q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
