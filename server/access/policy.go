@@ -233,8 +233,8 @@ func (pl *Policy) restriction(p *smart.Principal, pin *childPin) (*fhir.Restrict
 			return nil, nil
 		}
 	}
-	r := &fhir.Restriction{Types: map[string][]fhir.Filter{}}
-	for _, t := range fhir.ResourceTypes {
+	r := &fhir.Restriction{Types: make(map[string][]fhir.Filter, 32)}
+	for _, t := range candidates(p.Role) {
 		if !readable(p, t) {
 			continue
 		}
@@ -266,6 +266,31 @@ func (pl *Policy) restriction(p *smart.Principal, pin *childPin) (*fhir.Restrict
 	}
 	return r, nil
 }
+
+// candidates lists the types a role may read: every type for an admin,
+// else the reference and directory types and the role's own.
+func candidates(role smart.Role) []string {
+	switch role {
+	case smart.RoleAdmin:
+		return fhir.ResourceTypes
+	case smart.RoleLA:
+		return laCandidates
+	}
+	return clinicianCandidates
+}
+
+var laCandidates, clinicianCandidates = func() (la, cl []string) {
+	for _, t := range fhir.ResourceTypes {
+		public := referenceTypes[t] || directoryTypes[t]
+		if _, ok := owners[t]; ok || public {
+			la = append(la, t)
+		}
+		if _, ok := childTypes[t]; ok || public {
+			cl = append(cl, t)
+		}
+	}
+	return la, cl
+}()
 
 // allTypes reports whether p has an unrestricted read scope on every type.
 func allTypes(p *smart.Principal) bool {
