@@ -304,7 +304,7 @@ func TestPolicy_Answers(t *testing.T) {
 		{"clinician compartment", w.cl, "Patient/pb3/Flag", 200, []string{"Flag/f-pb3"}},
 		{"clinician reads a Communication", w.cl, "Communication/com-pa1", 403, nil},
 		{"clinician reads the terminology", w.cl, "ValueSet?_summary=count", 200, nil},
-		{"admin reads AuditEvents", w.ts.Token, "AuditEvent", 200, []string{"AuditEvent/ae-1"}},
+		{"admin reads AuditEvents", w.ts.Token, "AuditEvent?_id=ae-1", 200, []string{"AuditEvent/ae-1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res := do(t, http.MethodGet, base+"/"+c.path, "", bearer(c.token)...)

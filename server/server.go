@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -83,6 +84,7 @@ type Server struct {
 	validator  *profiles.Validator
 	term       *terminology.Service
 	policy     *access.Policy
+	projectMu  sync.Mutex // one audit projection at a time (auditevent.go)
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
