@@ -112,7 +112,9 @@ func TestAudit_AuditEventSearch(t *testing.T) {
 	find := func(q string) []map[string]any {
 		t.Helper()
 		res := do(t, http.MethodGet, ts.Base+"/AuditEvent?"+q, "").wantStatus(t, http.StatusOK)
-		var b struct{ Entry []struct{ Resource map[string]any } }
+		var b struct {
+			Entry []struct{ Resource map[string]any }
+		}
 		json.Unmarshal(res.Body, &b)
 		var out []map[string]any
 		for _, e := range b.Entry {

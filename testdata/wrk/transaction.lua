@@ -5,6 +5,8 @@
 -- counting up from START, default 999200000; threads take disjoint ranges).
 -- Resources per second = 100 x requests per second.
 --   wrk -t4 -c4 -d20s -s testdata/wrk/transaction.lua http://127.0.0.1:8080/fhir
+-- With authentication on (the default), pass an access token: TOKEN=$(cpis token --role admin --base-url http://127.0.0.1:8080/fhir) wrk ...
+if os.getenv("TOKEN") then wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN") end
 local counter = 0
 local stride = 100000
 local base = tonumber(os.getenv("START") or "999200000")
@@ -53,7 +55,8 @@ function request()
     parts[#parts + 1] = child(i, nhs())
   end
   local body = '{"resourceType":"Bundle","type":"transaction","entry":[' .. table.concat(parts, ",") .. ']}'
-  return wrk.format("POST", nil, {["Content-Type"] = "application/fhir+json", ["Prefer"] = "return=minimal"}, body)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/fhir+json", ["Prefer"] = "return=minimal",
+    ["Authorization"] = wrk.headers["Authorization"]}, body)
 end
 
 local bad = 0
