@@ -423,3 +423,19 @@ func TestPolicy_Writes(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicy_PatientScopes checks that patient/ scopes cover the launch
+// patient's data only.
+func TestPolicy_PatientScopes(t *testing.T) {
+	w := newPolicyWorld(t)
+	tok := w.ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: siteODS, Subject: "dr-2", ClientID: "app",
+		Scope: "launch/patient patient/Flag.rs patient/Patient.rs user/Organization.rs", Patient: "pa1"})
+	nhs1 := url.QueryEscape(nhsSys + "|" + w.nhs[1])
+	res := do(t, http.MethodGet, w.ts.Base+"/Flag?subject:identifier="+nhs1+"&_include=Flag:subject&_include=Flag:author", "", bearer(tok)...).wantStatus(t, http.StatusOK)
+	if got, want := entries(t, res.Body), []string{"Flag/f-pa1", "Patient/pa1", "Organization/la-a"}; !sameSet(got, want) {
+		t.Errorf("child 1's Flags with launch patient pa1: %v, want %v (not council B's Patient pb1 or its Flag)", got, want)
+	}
+	do(t, http.MethodGet, w.ts.Base+"/Flag/f-pa1", "", bearer(tok)...).wantStatus(t, http.StatusOK)
+	do(t, http.MethodGet, w.ts.Base+"/Flag/f-pb1", "", bearer(tok)...).wantStatus(t, http.StatusNotFound)
+	do(t, http.MethodGet, w.ts.Base+"/CarePlan?subject=Patient/pa1", "", bearer(tok)...).wantStatus(t, http.StatusForbidden)
+}
