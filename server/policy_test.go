@@ -439,3 +439,24 @@ func TestPolicy_PatientScopes(t *testing.T) {
 	do(t, http.MethodGet, w.ts.Base+"/Flag/f-pb1", "", bearer(tok)...).wantStatus(t, http.StatusNotFound)
 	do(t, http.MethodGet, w.ts.Base+"/CarePlan?subject=Patient/pa1", "", bearer(tok)...).wantStatus(t, http.StatusForbidden)
 }
+
+// TestPolicy_Operations checks $validate on an instance (it reads the
+// instance) and a transaction's read entries.
+func TestPolicy_Operations(t *testing.T) {
+	w := newPolicyWorld(t)
+	base := w.ts.Base
+	do(t, http.MethodPost, base+"/Flag/f-pa1/$validate", "", bearer(w.la)...).wantStatus(t, http.StatusOK)
+	do(t, http.MethodPost, base+"/Flag/f-pb1/$validate", "", bearer(w.la)...).wantStatus(t, http.StatusNotFound)
+	do(t, http.MethodPost, base+"/Communication/com-pa1/$validate", "", bearer(w.cl)...).wantStatus(t, http.StatusForbidden)
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"GET","url":"Flag/f-pb1"}},` +
+		`{"request":{"method":"GET","url":"Flag?status=active"}}]}`
+	res := do(t, http.MethodPost, base, tx, bearer(w.la)...)
+	for _, ref := range entries(t, res.Body) {
+		if w.owner[ref] != councilA {
+			t.Errorf("transaction of council A returned %s", ref)
+		}
+	}
+	if strings.Contains(string(res.Body), `"f-pb1"`) {
+		t.Errorf("transaction of council A shows council B's Flag: %s", res.Body)
+	}
+}
