@@ -172,6 +172,26 @@ func TestPolicy_Leaks(t *testing.T) {
 		"_history", "Flag/_history", "Patient/pa1/_history", "Patient/pb1/_history", "Flag/f-pb3/_history", "Organization/_history",
 		"Flag/f-pa1", "Flag/f-pb1", "Flag/f-pb3/_history/1", "Communication/com-pb3", "Encounter/e-pb3", "AuditEvent/ae-1",
 	}
+	// And the cross product of types, ways of naming a child and includes.
+	for _, typ := range []string{"Patient", "Flag", "CarePlan", "CareTeam", "Encounter", "Communication", "AuditEvent", "Organization"} {
+		pins := []string{"", "_lastUpdated=ge2000"}
+		switch typ {
+		case "Patient":
+			pins = append(pins, "identifier={N}", "identifier={M}", "_id=pa1", "_id=pb3")
+		case "Organization":
+		default:
+			pins = append(pins, "patient:identifier={N}", "patient:identifier={M}", "patient=Patient/pa1", "patient=Patient/pb3", "patient.identifier={N}")
+		}
+		for _, pin := range pins {
+			for _, tail := range []string{"", "_include=*", "_revinclude=*", "_include=*&_revinclude=*&_include:iterate=*&_revinclude:iterate=*", "_summary=count", "_total=accurate&_count=1"} {
+				q := typ + "?" + pin
+				if tail != "" {
+					q += "&" + tail
+				}
+				forms = append(forms, q)
+			}
+		}
+	}
 	for _, f := range forms {
 		queries = append(queries, strings.NewReplacer("{N}", nhsQ(1), "{M}", nhsQ(3)).Replace(f))
 	}
@@ -458,5 +478,25 @@ func TestPolicy_Operations(t *testing.T) {
 	}
 	if strings.Contains(string(res.Body), `"f-pb1"`) {
 		t.Errorf("transaction of council A shows council B's Flag: %s", res.Body)
+	}
+}
+
+// TestPolicy_Totals checks that counts see only what the principal may.
+func TestPolicy_Totals(t *testing.T) {
+	w := newPolicyWorld(t)
+	for _, c := range []struct {
+		who, token, path string
+		want             float64
+	}{
+		{"council A", w.la, "Flag?_summary=count", 2},
+		{"council B", w.lb, "Patient?_total=accurate&_count=1", 2},
+		{"council A", w.la, "Communication?_summary=count", 2},
+		{"clinician", w.cl, "Flag?subject:identifier=" + url.QueryEscape(nhsSys+"|"+w.nhs[1]) + "&_summary=count", 2},
+		{"admin", w.ts.Token, "Flag?_summary=count", 4},
+	} {
+		res := do(t, http.MethodGet, w.ts.Base+"/"+c.path, "", bearer(c.token)...).wantStatus(t, http.StatusOK)
+		if got := res.object(t)["total"]; got != c.want {
+			t.Errorf("%s: GET %s: total %v, want %v", c.who, c.path, got, c.want)
+		}
 	}
 }
