@@ -298,6 +298,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if m.Demo && authServer == nil {
+		return errors.New("--demo needs authentication on")
+	}
 	var tlsConfig *tls.Config
 	if (m.TLSCert == "") != (m.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -328,14 +331,12 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at %s://%s%s (data in %s)\n", scheme, displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
 	if m.Demo {
-		if authServer == nil {
-			return errors.New("--demo needs authentication on")
-		}
 		base := m.BaseURL
 		if base == "" {
 			base = scheme + "://" + displayAddr(ln.Addr()) + server.FHIRBase
 		}
 		if err := registerDemo(m.DataDir, base, m.Stdout); err != nil {
+			ln.Close()
 			return err
 		}
 	}

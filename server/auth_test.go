@@ -159,3 +159,12 @@ func signed(tb testing.TB, ts *testServer, header, claims map[string]any) string
 	tb.Helper()
 	return es256(tb, ts.key, jwtParts(tb, header, claims))
 }
+
+// TestAuth_ConfiguredBaseURL: with a base URL configured, tokens must name
+// it, whatever Host the request came with.
+func TestAuth_ConfiguredBaseURL(t *testing.T) {
+	ts := startServer(t, server.Config{BaseURL: "https://cpis.example/fhir"})
+	do(t, "GET", ts.Base+"/Patient", "").wantStatus(t, http.StatusOK) // ts.Token names the base URL
+	byHost := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleAdmin, Issuer: ts.Base})
+	do(t, "GET", ts.Base+"/Patient", "", "Authorization", "Bearer "+byHost).wantStatus(t, http.StatusUnauthorized)
+}

@@ -56,8 +56,8 @@ type User struct {
 
 // Registry holds the clients and users of a data folder in two files,
 // clients.json and users.json (mode 0600); the CLI writes them, a running
-// server notices a change when it meets an unknown client or user. It is
-// safe for concurrent use.
+// server reads them again within a second of a change. It is safe for
+// concurrent use.
 type Registry struct {
 	clients, users string // file paths
 
@@ -132,27 +132,23 @@ func (r *Registry) refresh() {
 	}
 }
 
-// Client returns the registered client id.
+// Client returns the registered client id, as the file says at most a
+// second ago.
 func (r *Registry) Client(id string) (*Client, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.refresh()
 	c, ok := r.cl[id]
-	if !ok {
-		r.refresh()
-		c, ok = r.cl[id]
-	}
 	return c, ok
 }
 
-// User returns the registered user id.
+// User returns the registered user id, as the file says at most a second
+// ago.
 func (r *Registry) User(id string) (*User, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.refresh()
 	u, ok := r.us[id]
-	if !ok {
-		r.refresh()
-		u, ok = r.us[id]
-	}
 	return u, ok
 }
 
