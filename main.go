@@ -5,6 +5,7 @@
 //	cpis keys rotate --data DIR
 //	cpis seed [--children N] [--seed S] [--base URL | --data DIR]
 //	cpis bench --base URL --scenario lookup|careteam|attendance|upload|mixed|healthz
+//	cpis audit verify|export --data DIR
 //
 // See README.md.
 package main
@@ -59,6 +60,8 @@ Usage:
   cpis bench [flags]    drive a realistic load against a server (cpis bench -h)
   cpis token [flags]    print a signed access token (cpis token -h); every use is audited
   cpis keys rotate      start signing with a new key (cpis keys rotate -h)
+  cpis audit verify     check the audit trail's hash chain; report the first break
+  cpis audit export     print the audit trail's records, one JSON object a line
   cpis client add       register an OAuth client (cpis client add -h)
   cpis user add         register a user of the login page (cpis user add -h)
 `
@@ -123,6 +126,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "cpis: new signing key %s; older keys stay published for %s\n", kid, smart.MaxTokenTTL)
 		return auditAdmin(*dir, "keys-rotate", map[string]string{"kid": kid})
+	case "audit":
+		if len(args) < 2 || (args[1] != "verify" && args[1] != "export") {
+			fmt.Fprint(stderr, usage)
+			return errors.New("usage: cpis audit verify|export --data DIR")
+		}
+		return auditCommand(ctx, args[1], args[2:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -542,6 +551,57 @@ func auditAdmin(dir, event string, details map[string]string) error {
 		return fmt.Errorf("admin audit log: %w", err)
 	}
 	return f.Close()
+}
+
+// errAuditBroken is the error of cpis audit verify when the chain does not
+// hold.
+var errAuditBroken = errors.New("the audit trail's hash chain is broken")
+
+// auditCommand runs cpis audit verify (check the chain, report the first
+// break) or cpis audit export (print every record that the chain vouches
+// for, one JSON object a line, with seq, recorded and hash).
+func auditCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cpis audit "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./cpis-data", "data folder")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	path := filepath.Join(*dir, "cpis.db")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no store in %s: %w", *dir, err)
+	}
+	store, err := sqlite.Open(path, sqlite.Config{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	var each func(sqlite.AuditRow) error
+	if cmd == "export" {
+		enc := json.NewEncoder(stdout)
+		each = func(r sqlite.AuditRow) error {
+			return enc.Encode(struct {
+				Seq      int64           `json:"seq"`
+				Recorded string          `json:"recorded"`
+				Hash     string          `json:"hash"`
+				Record   json.RawMessage `json:"record"`
+			}{r.Seq, time.UnixMilli(r.Recorded).UTC().Format(time.RFC3339Nano), fmt.Sprintf("%x", r.Hash), r.Record})
+		}
+	}
+	rep, err := store.VerifyAudit(ctx, each)
+	if err != nil {
+		return err
+	}
+	out := stdout
+	if cmd == "export" {
+		out = stderr
+	}
+	if rep.Break != nil {
+		fmt.Fprintf(out, "cpis: audit trail broken at record %d: %s (%d records before it hold)\n", rep.Break.Seq, rep.Break.Reason, rep.Rows)
+		return errAuditBroken
+	}
+	fmt.Fprintf(out, "cpis: audit trail intact: %d records; head %d %x\n", rep.Rows, rep.HeadSeq, rep.HeadHash)
+	return nil
 }
 
 // clientAdd is cpis client add: it registers an OAuth client in the data

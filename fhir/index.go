@@ -149,4 +149,4 @@ type IndexPart struct {
 // whenever Indexer would produce different rows for the same resource; a
 // server started on a data folder indexed under another version rebuilds
 // the index before it serves (cpis reindex does it by hand).
-const IndexVersion = "1"
+const IndexVersion = "2"

@@ -41,6 +41,34 @@ type Search struct {
 	// lenient parse skipped because the server does not know or support
 	// them.
 	Ignored []string
+
+	// Restrict, when set, limits every resource the search reaches: its
+	// matches, the resources chains and _has go through, and the resources
+	// _include and _revinclude add. Stores apply it inside the query, so
+	// that pages, cursors and totals never see a resource it excludes. The
+	// search parser never sets it; an access policy does. Nil reaches
+	// everything.
+	Restrict *Restriction
+}
+
+// Restriction is what a search may reach, for access control: each type
+// that may be reached, with the filters its resources must all match.
+// A type that is not in Types is never reached (no match, chain, _has or
+// include yields a resource of it). Its filters are trusted as written:
+// stores apply no Restriction inside them.
+type Restriction struct {
+	// Types maps a resource type to the filters (ANDed) its resources must
+	// match; nil or empty filters reach every resource of the type.
+	Types map[string][]Filter
+}
+
+// Reaches reports whether resources of typ may be reached at all.
+func (r *Restriction) Reaches(typ string) bool {
+	if r == nil {
+		return true
+	}
+	_, ok := r.Types[typ]
+	return ok
 }
 
 // Filter is one search parameter occurrence: its values are ORed.
@@ -68,6 +96,10 @@ type Filter struct {
 	// Has is a reverse chain (_has:Observation:patient:code=...); Param is
 	// nil then.
 	Has *HasFilter
+	// Any makes the filter a disjunction: it matches when one of these
+	// filters does (Param is nil then). The search parser never makes
+	// one; access restrictions do.
+	Any []Filter
 }
 
 // ChainTarget is one target type of a chained reference and the filter the

@@ -17,8 +17,9 @@ const (
 	wantResourceTypes  = 146
 	wantSpecificParams = 1697 + wantCPISParams
 	// The CP-IS parameters shipped in internal/gen/cpis: Flag status,
-	// category and detail, Encounter service-type.
-	wantCPISParams = 4
+	// category and detail, Encounter service-type, CarePlan author,
+	// CareTeam managing-organization.
+	wantCPISParams = 6
 	// Binary, Bundle and Parameters are not DomainResources, so _text
 	// does not apply to them.
 	wantNotDomainResources = 3

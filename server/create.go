@@ -29,7 +29,7 @@ func (s *Server) create(c *gin.Context) {
 		return
 	}
 	if cond := c.GetHeader("If-None-Exist"); cond != "" {
-		r, created, err := s.svc.ConditionalCreate(c.Request.Context(), p, cond, s.baseURL(c))
+		r, created, err := s.serviceFor(c.Request.Context()).ConditionalCreate(c.Request.Context(), p, cond, s.baseURL(c))
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -44,7 +44,7 @@ func (s *Server) create(c *gin.Context) {
 		s.writeWritten(c, http.StatusCreated, r, "created")
 		return
 	}
-	r, err := s.svc.Create(c.Request.Context(), p)
+	r, err := s.serviceFor(c.Request.Context()).Create(c.Request.Context(), p)
 	if err != nil {
 		s.fail(c, err)
 		return

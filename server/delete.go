@@ -29,7 +29,7 @@ func (s *Server) delete(c *gin.Context) {
 	var r *fhir.Resource
 	if fhir.ValidID(id) {
 		var err error
-		if r, err = s.svc.Delete(c.Request.Context(), typ, id, ifMatch); err != nil {
+		if r, err = s.serviceFor(c.Request.Context()).Delete(c.Request.Context(), typ, id, ifMatch); err != nil {
 			s.fail(c, err)
 			return
 		}
@@ -66,7 +66,7 @@ func (s *Server) conditionalDelete(c *gin.Context) {
 		s.fail(c, fhir.Errorf(fhir.IssueInvalid, "a delete names the resource: DELETE [type]/[id], or DELETE [type]?[search] for a conditional delete"))
 		return
 	}
-	ds, err := s.svc.ConditionalDelete(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c))
+	ds, err := s.serviceFor(c.Request.Context()).ConditionalDelete(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c))
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -41,7 +41,7 @@ func (s *Server) historyInstance(c *gin.Context) {
 		s.fail(c, fhir.Errorf(fhir.IssueNotFound, "%s has no resource with that id", typ))
 		return
 	}
-	if _, err := s.store.Read(c.Request.Context(), typ, id); err != nil {
+	if _, err := s.storeFor(c.Request.Context()).Read(c.Request.Context(), typ, id); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -49,6 +49,10 @@ func (s *Server) historyInstance(c *gin.Context) {
 }
 
 func (s *Server) history(c *gin.Context, typ, id string) {
+	if err := s.catchUpAudit(c, typ); err != nil {
+		s.failProjection(c, err)
+		return
+	}
 	q := fhir.HistoryQuery{Type: typ, ID: id, Count: defaultCount}
 	params := c.Request.URL.Query()
 	if params.Has("_at") {
@@ -82,7 +86,7 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 	if q.Count == 0 {
 		q.Count = 1 // a _count=0 page still says whether there is more
 	}
-	page, err := s.svc.History(c.Request.Context(), q)
+	page, err := s.serviceFor(c.Request.Context()).History(c.Request.Context(), q)
 	if err != nil {
 		s.fail(c, err)
 		return

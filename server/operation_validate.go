@@ -78,7 +78,7 @@ func (s *Server) validateOp(c *gin.Context) {
 			s.fail(c, fhir.Errorf(fhir.IssueRequired, "$validate on a type needs the resource: the body, or a Parameters resource with a resource parameter"))
 			return
 		}
-		r, err := s.svc.Read(c.Request.Context(), typ, id)
+		r, err := s.serviceFor(c.Request.Context()).Read(c.Request.Context(), typ, id)
 		if err != nil {
 			s.fail(c, err)
 			return
@@ -123,7 +123,7 @@ func (s *Server) validateOp(c *gin.Context) {
 			if !ok || !fhir.IsResourceType(typ) || !fhir.ValidID(id) {
 				return nil
 			}
-			r, err := s.svc.Read(ctx, typ, id)
+			r, err := s.serviceFor(ctx).Read(ctx, typ, id)
 			if err != nil {
 				return nil
 			}

@@ -79,7 +79,7 @@ const patchAttempts = 10
 // (412). Conditional patch calls it with the id its search found.
 func (s *Server) patchResource(ctx context.Context, typ, id, contentType string, patch []byte, ifMatch int64) (*fhir.Resource, error) {
 	for attempt := 1; ; attempt++ {
-		cur, err := s.svc.Read(ctx, typ, id)
+		cur, err := s.serviceFor(ctx).Read(ctx, typ, id)
 		if err != nil {
 			return nil, err
 		}
@@ -99,7 +99,7 @@ func (s *Server) patchResource(ctx context.Context, typ, id, contentType string,
 				return nil, err
 			}
 		}
-		r, _, err := s.svc.Update(ctx, typ, id, p, cur.VersionID)
+		r, _, err := s.serviceFor(ctx).Update(ctx, typ, id, p, cur.VersionID)
 		switch {
 		case err == nil:
 			return r, nil

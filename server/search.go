@@ -102,6 +102,10 @@ func (s *Server) searchParams(c *gin.Context) (url.Values, error) {
 const mediaForm = "application/x-www-form-urlencoded"
 
 func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
+	if err := s.catchUpAudit(c, typ); err != nil {
+		s.failProjection(c, err)
+		return
+	}
 	params, err := s.searchParams(c)
 	if err != nil {
 		s.fail(c, err)
@@ -128,6 +132,9 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	for _, k := range serverParams {
 		delete(params, k)
 	}
+	// The audit record keeps the search as run (a paging link's is sealed
+	// in its cursor), NHS numbers included.
+	auditEventOf(c.Request.Context()).setQuery(params.Encode())
 	base := s.baseURL(c)
 	q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{
 		Registry:     s.registry,
@@ -144,7 +151,7 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	if q.Summary == fhir.SummaryCount {
 		q.Count, q.Total = 0, fhir.TotalAccurate
 	}
-	page, err := s.store.Search(c.Request.Context(), q, cursor, backward)
+	page, err := s.storeFor(c.Request.Context()).Search(c.Request.Context(), q, cursor, backward)
 	if err != nil {
 		s.fail(c, err)
 		return

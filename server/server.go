@@ -7,12 +7,14 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/cpis-fhir/cpis/conformance"
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/profiles"
+	"github.com/cpis-fhir/cpis/server/access"
 	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/cpis-fhir/cpis/terminology"
 	"github.com/gin-gonic/gin"
@@ -99,7 +101,9 @@ type Server struct {
 	sp         *searchParams
 	validator  *profiles.Validator
 	term       *terminology.Service
-	limit      *limiter // nil without Config.RateLimit
+	policy     *access.Policy
+	projectMu  sync.Mutex // one audit projection at a time (auditevent.go)
+	limit      *limiter   // nil without Config.RateLimit
 	oauthLimit *limiter
 	// authFailures counts refused bearer tokens per remote address: 20 a
 	// second, bursts of 100.
@@ -145,6 +149,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		cursors:  cursors,
 	}
 	s.sp = &searchParams{s: s}
+	s.policy = access.New(cfg.Registry)
 	if cfg.RateLimit > 0 {
 		burst := cfg.RateBurst
 		if burst <= 0 {
@@ -189,7 +194,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.GET("/readyz", s.readyz)
 	s.registerOAuth(e)
 
-	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.negotiate)
+	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both

@@ -200,7 +200,7 @@ func (s *Server) valueSetURL(c *gin.Context, p *opParams) (string, error) {
 	if !fhir.ValidID(id) {
 		return "", fhir.Errorf(fhir.IssueNotFound, "ValueSet has no resource with that id")
 	}
-	r, err := s.svc.Read(c.Request.Context(), "ValueSet", id)
+	r, err := s.serviceFor(c.Request.Context()).Read(c.Request.Context(), "ValueSet", id)
 	if err != nil {
 		return "", err
 	}

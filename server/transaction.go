@@ -21,6 +21,8 @@ import (
 
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/gin-gonic/gin"
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 )
 
 func (s *Server) bundle(c *gin.Context) {
@@ -41,11 +43,12 @@ func (s *Server) bundle(c *gin.Context) {
 		return
 	}
 	base := s.baseURL(c)
-	res, err := s.svc.Bundle(c.Request.Context(), p, fhir.BundleOptions{BaseURL: base, Minimal: preferReturn(c) == "minimal", Check: s.checkEntry})
+	res, err := s.serviceFor(c.Request.Context()).Bundle(c.Request.Context(), p, fhir.BundleOptions{BaseURL: base, Minimal: preferReturn(c) == "minimal", Check: s.checkEntry})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	s.checkReadEntries(c, p, res)
 	out := fhir.NewBundle(res.Type)
 	out.Entry = make([]fhir.BundleEntry, len(res.Entries))
 	for i, e := range res.Entries {
@@ -85,6 +88,32 @@ func (s *Server) responseEntry(c *gin.Context, base string, e fhir.EntryResult) 
 		be.Response.LastModified = fhir.FormatInstant(r.LastUpdated)
 	}
 	return be
+}
+
+// checkReadEntries puts the read entries (GET and HEAD of Type/id and
+// Type/id/_history/n) of a Bundle through the role policy, as the same
+// read outside a Bundle: an entry whose resource the principal may not see
+// answers 404 (or 403) instead. Searches in entries were narrowed inside
+// the store already; writes were checked as they were put.
+func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.BundleResult) {
+	b, ok := p.Message().(*bcrpb.Bundle)
+	if !ok {
+		return
+	}
+	pr := principalOf(c.Request.Context())
+	for i, be := range b.GetEntry() {
+		if i >= len(res.Entries) {
+			break
+		}
+		m := be.GetRequest().GetMethod().GetValue()
+		e := &res.Entries[i]
+		if (m != cpb.HTTPVerbCode_GET && m != cpb.HTTPVerbCode_HEAD) || e.Err != nil || e.Version == nil {
+			continue
+		}
+		if err := s.policy.CanRead(pr, e.Version, nil); err != nil {
+			*e = fhir.EntryResult{Err: err}
+		}
+	}
 }
 
 // statusLine is a Bundle response status: the code and its reason phrase.

@@ -27,7 +27,7 @@ func (s *Server) update(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r, created, err := s.svc.Update(c.Request.Context(), typ, c.Param("id"), p, ifMatch)
+	r, created, err := s.serviceFor(c.Request.Context()).Update(c.Request.Context(), typ, c.Param("id"), p, ifMatch)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -70,7 +70,7 @@ func (s *Server) conditionalUpdate(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r, created, err := s.svc.ConditionalUpdate(c.Request.Context(), typ, c.Request.URL.RawQuery, p, s.baseURL(c))
+	r, created, err := s.serviceFor(c.Request.Context()).ConditionalUpdate(c.Request.Context(), typ, c.Request.URL.RawQuery, p, s.baseURL(c))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -103,7 +103,7 @@ func (s *Server) conditionalPatch(c *gin.Context) {
 	if !ok {
 		return
 	}
-	r, err := s.svc.ConditionalPatch(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c), ifMatch, func(cur *fhir.Resource) (*fhir.Parsed, error) {
+	r, err := s.serviceFor(c.Request.Context()).ConditionalPatch(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c), ifMatch, func(cur *fhir.Resource) (*fhir.Parsed, error) {
 		out, err := fhir.ApplyPatch(cur.JSON, ct, body)
 		if err != nil {
 			return nil, err

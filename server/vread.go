@@ -18,13 +18,17 @@ func (s *Server) vread(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if err := s.catchUpAudit(c, typ); err != nil {
+		s.failProjection(c, err)
+		return
+	}
 	id := c.Param("id")
 	v, err := strconv.ParseInt(c.Param("vid"), 10, 64)
 	if !fhir.ValidID(id) || err != nil || v < 1 {
 		s.fail(c, fhir.Errorf(fhir.IssueNotFound, "%s has no such resource version (versions are whole numbers from 1)", typ))
 		return
 	}
-	r, err := s.svc.VRead(c.Request.Context(), typ, id, v)
+	r, err := s.serviceFor(c.Request.Context()).VRead(c.Request.Context(), typ, id, v)
 	if err != nil {
 		if r != nil {
 			setVersionHeaders(c, r)

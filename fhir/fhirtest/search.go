@@ -49,6 +49,8 @@ func RunSearchTests(t *testing.T, newStore NewStoreFunc) {
 		}
 	})
 
+	t.Run("restricted", func(t *testing.T) { runRestrictTests(t, open) })
+
 	t.Run("paging", func(t *testing.T) {
 		s, clock := open(t)
 		loadClinic(t, s, clock)

@@ -37,37 +37,52 @@ func (s *Store) include(ctx context.Context, rd *reader, q *fhir.Search, matches
 	for _, h := range matches {
 		seen[h.rid] = true
 	}
+	var c *compiler
+	if q.Restrict != nil {
+		c = &compiler{s: s, rd: rd, ctx: ctx, now: s.cfg.Now(), restrict: q.Restrict}
+	}
 	var out []*fhir.Resource
 	frontier := matches
 	for round := 0; round <= maxIncludeRounds && len(frontier) > 0 && len(out) < maxIncluded; round++ {
 		var added []hit
-		add := func(hs []hit) {
+		add := func(hs []hit) error {
+			if c != nil {
+				var err error
+				if hs, err = c.reachable(hs); err != nil {
+					return err
+				}
+			}
 			for _, h := range hs {
 				if !seen[h.rid] {
 					seen[h.rid] = true
 					added = append(added, h)
 				}
 			}
+			return nil
 		}
 		for _, inc := range q.Include {
 			if round > 0 && !inc.Iterate {
 				continue
 			}
 			hs, err := s.includeTargets(ctx, rd, inc, frontier)
+			if err == nil {
+				err = add(hs)
+			}
 			if err != nil {
 				return nil, err
 			}
-			add(hs)
 		}
 		for _, inc := range q.RevInclude {
 			if round > 0 && !inc.Iterate {
 				continue
 			}
 			hs, err := s.revIncludeSources(ctx, rd, inc, frontier)
+			if err == nil {
+				err = add(hs)
+			}
 			if err != nil {
 				return nil, err
 			}
-			add(hs)
 		}
 		slices.SortFunc(added, func(a, b hit) int { return cmp.Compare(a.rid, b.rid) })
 		if room := maxIncluded - len(out); len(added) > room {
@@ -79,6 +94,57 @@ func (s *Store) include(ctx context.Context, rd *reader, q *fhir.Search, matches
 		}
 		out = append(out, rs...)
 		frontier = added
+	}
+	return out, nil
+}
+
+// reachable returns the resources of hs that the search's Restriction
+// lets it reach, in order: none of a type it does not reach, and of a
+// restricted type those that match its filters (one query per such type).
+// Included resources are checked before they are added, so that :iterate
+// never goes on from one that is not.
+func (c *compiler) reachable(hs []hit) ([]hit, error) {
+	ok := map[int64]bool{}
+	checked := map[string]bool{}
+	for _, h := range hs {
+		if checked[h.typ] {
+			continue
+		}
+		checked[h.typ] = true
+		rc, err := c.restriction(h.typ)
+		if err != nil {
+			return nil, err
+		}
+		if rc == nil {
+			for _, g := range hs {
+				if g.typ == h.typ {
+					ok[g.rid] = true
+				}
+			}
+			continue
+		}
+		if rc == constCond(false) {
+			continue
+		}
+		list, _ := ridList(hs, h.typ)
+		var b sqlb
+		b.w("SELECT r.rid, r.type FROM json_each(")
+		b.arg(list)
+		b.w(") j CROSS JOIN res r WHERE r.rid = j.value AND r.deleted = 0 AND ")
+		rc.match(&b, "r")
+		got, err := queryHits(c.ctx, c.rd, &b)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range got {
+			ok[g.rid] = true
+		}
+	}
+	out := hs[:0:0]
+	for _, h := range hs {
+		if ok[h.rid] {
+			out = append(out, h)
+		}
 	}
 	return out, nil
 }

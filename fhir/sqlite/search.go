@@ -468,8 +468,39 @@ func (c andCond) match(b *sqlb, r string) {
 	b.w(")")
 }
 
-func (c andCond) rank() int  { return notDrivable }
-func (c andCond) rids(*sqlb) { panic("sqlite: andCond has no rids") }
+// rank is that of its most selective part, whose rids drive rids.
+func (c andCond) rank() int {
+	rk := notDrivable
+	for _, p := range c {
+		rk = min(rk, p.rank())
+	}
+	return rk
+}
+
+func (c andCond) best() int {
+	best := 0
+	for i, p := range c {
+		if p.rank() < c[best].rank() {
+			best = i
+		}
+	}
+	return best
+}
+
+func (c andCond) rids(b *sqlb) {
+	best := c.best()
+	a := b.alias("a")
+	b.w("SELECT ", a, ".rid FROM res ", a, " WHERE ", a, ".rid IN (")
+	c[best].rids(b)
+	b.w(")")
+	for i, p := range c {
+		if i == best {
+			continue
+		}
+		b.w(" AND ")
+		p.match(b, a)
+	}
+}
 
 // typedCond narrows inner to resources of one type, for system searches
 // whose parameters differ by type.
@@ -488,6 +519,19 @@ func (c *typedCond) match(b *sqlb, r string) {
 
 func (c *typedCond) rank() int    { return c.inner.rank() }
 func (c *typedCond) rids(b *sqlb) { c.inner.rids(b) }
+
+// restrictCond is the Restriction's condition on the matches: it drives
+// the query only when the search's own filters are less selective (a
+// council's Flags drive Flag?status=active, not Flag?patient.identifier=),
+// and is probed rather than trusted to be rare.
+type restrictCond struct{ cond }
+
+func (c restrictCond) rank() int {
+	if rk := c.cond.rank(); rk < notDrivable {
+		return max(rk+rankPrefix-rankIdentifier, rankPrefix)
+	}
+	return notDrivable
+}
 
 // constCond is always true or always false.
 type constCond bool
@@ -550,6 +594,61 @@ type compiler struct {
 	rd  *reader
 	ctx context.Context
 	now time.Time
+	// restrict is the search's Restriction (nil: none), applied to the
+	// resources chains and _has reach; restricted caches its compiled
+	// conditions by type.
+	restrict   *fhir.Restriction
+	restricted map[string]cond
+}
+
+// restriction returns the condition the Restriction puts on resources of
+// typ: nil when there is none, false when typ may not be reached. The
+// Restriction's own filters are compiled without it.
+func (c *compiler) restriction(typ string) (cond, error) {
+	if c.restrict == nil {
+		return nil, nil
+	}
+	if cd, ok := c.restricted[typ]; ok {
+		return cd, nil
+	}
+	fs, ok := c.restrict.Types[typ]
+	var cd cond
+	switch {
+	case !ok:
+		cd = constCond(false)
+	case len(fs) > 0:
+		saved := c.restrict
+		c.restrict = nil
+		var and andCond
+		for i := range fs {
+			fc, err := c.filter(&fs[i], typ)
+			if err != nil {
+				c.restrict = saved
+				return nil, err
+			}
+			and = append(and, fc)
+		}
+		c.restrict = saved
+		cd = and
+		if len(and) == 1 {
+			cd = and[0]
+		}
+	}
+	if c.restricted == nil {
+		c.restricted = map[string]cond{}
+	}
+	c.restricted[typ] = cd
+	return cd, nil
+}
+
+// withRestriction returns inner ANDed with the Restriction's condition on
+// typ.
+func (c *compiler) withRestriction(inner cond, typ string) (cond, error) {
+	rc, err := c.restriction(typ)
+	if err != nil || rc == nil {
+		return inner, err
+	}
+	return andCond{inner, rc}, nil
 }
 
 func (c *compiler) pid(typ, code string) (int64, error) {
@@ -580,7 +679,7 @@ func (rd *reader) pid(ctx context.Context, typ, code string) (int64, error) {
 }
 
 func (s *Store) compile(ctx context.Context, rd *reader, q *fhir.Search) (*plan, error) {
-	c := &compiler{s: s, rd: rd, ctx: ctx, now: s.cfg.Now()}
+	c := &compiler{s: s, rd: rd, ctx: ctx, now: s.cfg.Now(), restrict: q.Restrict}
 	p := &plan{s: s, driver: -1, probe: -1}
 	switch {
 	case q.Type != "":
@@ -604,6 +703,16 @@ func (s *Store) compile(ctx context.Context, rd *reader, q *fhir.Search) (*plan,
 		}
 		p.conds = append(p.conds, cd)
 	}
+	if q.Restrict != nil {
+		rc, types, err := c.restrictTypes(p.types)
+		if err != nil {
+			return nil, err
+		}
+		p.types = types
+		if rc != nil {
+			p.conds = append(p.conds, restrictCond{rc})
+		}
+	}
 	for _, k := range q.Sort {
 		sk, err := c.sortKey(k, p.types)
 		if err != nil {
@@ -625,6 +734,44 @@ func (s *Store) compile(ctx context.Context, rd *reader, q *fhir.Search) (*plan,
 		}
 	}
 	return p, nil
+}
+
+// restrictTypes returns the Restriction's condition on the matches of a
+// search of types (nil: all) and the types that may be matched.
+func (c *compiler) restrictTypes(types []string) (cond, []string, error) {
+	if types == nil {
+		for _, t := range fhir.ResourceTypes {
+			if c.restrict.Reaches(t) {
+				types = append(types, t)
+			}
+		}
+		if len(types) == 0 {
+			// "Resource" is no resource's type: nothing matches.
+			return constCond(false), []string{"Resource"}, nil
+		}
+	}
+	if len(types) == 1 {
+		rc, err := c.restriction(types[0])
+		return rc, types, err
+	}
+	var or orCond
+	any := false
+	for _, t := range types {
+		rc, err := c.restriction(t)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rc == nil {
+			rc = constCond(true)
+		} else {
+			any = true
+		}
+		or = append(or, &typedCond{typ: t, inner: rc})
+	}
+	if !any {
+		return nil, types, nil
+	}
+	return or, types, nil
 }
 
 // levelFilter compiles f for the resources of types (nil: all types). A
@@ -666,6 +813,17 @@ func filterName(f *fhir.Filter) string {
 func (c *compiler) filter(f *fhir.Filter, typ string) (cond, error) {
 	if f.Has != nil {
 		return c.has(f, typ)
+	}
+	if len(f.Any) > 0 {
+		var or orCond
+		for i := range f.Any {
+			cd, err := c.filter(&f.Any[i], typ)
+			if err != nil {
+				return nil, err
+			}
+			or = append(or, cd)
+		}
+		return or, nil
 	}
 	if f.Param == nil {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "a search filter has no parameter")
@@ -862,6 +1020,10 @@ func probeTarget(c cond) cond {
 		return probeTarget(c.inner)
 	case *typedCond:
 		return probeTarget(c.inner)
+	case andCond:
+		return probeTarget(c[c.best()])
+	case restrictCond:
+		return probeTarget(c.cond)
 	}
 	return c
 }

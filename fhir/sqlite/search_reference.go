@@ -149,6 +149,9 @@ func (c *compiler) chain(f *fhir.Filter, typ string) (cond, error) {
 		if err != nil {
 			return nil, err
 		}
+		if inner, err = c.withRestriction(inner, ct.Type); err != nil {
+			return nil, err
+		}
 		cc.targets = append(cc.targets, chainTarget{typ: ct.Type, inner: inner})
 	}
 	return cc, nil
@@ -209,6 +212,9 @@ func (c *compiler) has(f *fhir.Filter, typ string) (cond, error) {
 	}
 	inner, err := c.filter(&h.Filter, h.Type)
 	if err != nil {
+		return nil, err
+	}
+	if inner, err = c.withRestriction(inner, h.Type); err != nil {
 		return nil, err
 	}
 	return &hasCond{typ: h.Type, pid: pid, inner: inner}, nil

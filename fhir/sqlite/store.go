@@ -56,6 +56,8 @@ type Store struct {
 	reqs   chan *writeReq
 	done   chan struct{}
 	last   time.Time // last commit time, owned by the writer
+
+	audit auditState // the audit trail (audit.go)
 }
 
 type writeReq struct {

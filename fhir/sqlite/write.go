@@ -74,7 +74,7 @@ func (s *Store) commit(batch []*writeReq) {
 	if now.Before(s.last) {
 		now = s.last
 	}
-	wtx = &tx{s: s, ctx: ctx, now: now}
+	wtx = &tx{s: s, ctx: ctx, now: now, audit: s.audit.head}
 	wrote := false
 	for i, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -100,6 +100,7 @@ func (s *Store) commit(batch []*writeReq) {
 	if wrote {
 		s.last = now
 	}
+	s.audit.head = wtx.audit // the audit chain as committed (audit.go)
 	if len(wtx.added) > 0 {
 		// New parameter keys are committed: readers must look again for
 		// keys they found missing (see pidCache).
@@ -120,13 +121,14 @@ func (s *Store) runSavepoint(ctx context.Context, tx *tx, fn func(fhir.Tx) error
 	if _, err := s.conn.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 		return fmt.Errorf("%w: %v", errSavepoint, err)
 	}
-	mark := len(tx.added)
+	mark, audit := len(tx.added), tx.audit
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sqlite: write function panicked: %v", p)
 		}
 		if err != nil {
 			tx.forget(mark)
+			tx.audit = audit
 			if _, rerr := s.conn.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
 				err = fmt.Errorf("%w: %v", errSavepoint, rerr)
 				return
@@ -147,7 +149,8 @@ type tx struct {
 	// added lists the search parameter keys this commit inserted, so that
 	// a rollback can drop them from the writer's cache.
 	added []paramKey
-	args  []any // reused for index row inserts
+	args  []any     // reused for index row inserts
+	audit auditHead // the audit chain's head in this transaction (audit.go)
 }
 
 func (t *tx) Now() time.Time { return t.now }

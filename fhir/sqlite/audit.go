@@ -1,0 +1,284 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/cpis-fhir/cpis/fhir"
+)
+
+// The audit trail (migration 0004_audit.sql): an append-only table of
+// opaque records (the server's canonical JSON), each row carrying the hash
+// of the row before, so that an edited, deleted or reordered row is found
+// by VerifyAudit.
+//
+// Records are appended by the writer goroutine, so the chain has one order;
+// a record appended inside a write (Tx.AppendAudit) commits with it or not
+// at all, and AppendAudit group-commits the records of many concurrent
+// callers (reads) in one write, at most two such writes in flight, so that
+// a read waits for one commit at most and the writer pays one savepoint per
+// batch rather than per record.
+
+// auditState is the Store's audit trail: the head of the chain as
+// committed (owned by the writer goroutine) and the queue of records
+// waiting for AppendAudit's next batch.
+type auditState struct {
+	head auditHead
+
+	mu       sync.Mutex
+	pending  []*auditReq
+	flushing int
+}
+
+// auditHead is the last row of the chain: its seq and hash. loaded is false
+// until the writer has read it from the table.
+type auditHead struct {
+	loaded bool
+	seq    int64
+	hash   [sha256.Size]byte
+}
+
+type auditReq struct {
+	rec  []byte
+	done chan error
+}
+
+// maxAuditFlushes is how many batches of records may wait on the writer at
+// once.
+const maxAuditFlushes = 2
+
+// AuditHash is the hash of the audit row seq with record rec whose
+// predecessor has the hash prev: SHA-256 over prev, seq as 8 bytes
+// big-endian, and rec.
+func AuditHash(prev [sha256.Size]byte, seq int64, rec []byte) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write(prev[:])
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(seq))
+	h.Write(b[:])
+	h.Write(rec)
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// AppendAudit appends rec to the audit trail and returns once it is
+// durable (or the error that kept it from being so). Concurrent calls
+// share commits. It is safe for concurrent use.
+func (s *Store) AppendAudit(ctx context.Context, rec []byte) error {
+	r := &auditReq{rec: rec, done: make(chan error, 1)}
+	a := &s.audit
+	a.mu.Lock()
+	a.pending = append(a.pending, r)
+	lead := a.flushing < maxAuditFlushes
+	if lead {
+		a.flushing++
+	}
+	a.mu.Unlock()
+	if lead {
+		s.flushAudit()
+	}
+	return <-r.done
+}
+
+// flushAudit writes the pending records in one write; when more are
+// pending afterwards, another goroutine goes on with them, so that no
+// caller waits for more than its own batch.
+func (s *Store) flushAudit() {
+	a := &s.audit
+	a.mu.Lock()
+	batch := a.pending
+	a.pending = nil
+	if len(batch) == 0 {
+		a.flushing--
+		a.mu.Unlock()
+		return
+	}
+	a.mu.Unlock()
+	err := s.Write(context.Background(), func(t fhir.Tx) error {
+		w := t.(*tx)
+		for _, r := range batch {
+			if err := w.AppendAudit(r.rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	for _, r := range batch {
+		r.done <- err
+	}
+	go s.flushAudit()
+}
+
+const insertAudit = `INSERT INTO audit (seq, recorded, prev, hash, record) VALUES (?, ?, ?, ?, ?)`
+
+// AppendAudit appends rec to the audit trail inside this transaction: it
+// commits with the transaction's writes or not at all.
+func (t *tx) AppendAudit(rec []byte) error {
+	if !t.audit.loaded {
+		h, err := t.s.readAuditHead(t.ctx)
+		if err != nil {
+			return err
+		}
+		t.audit = h
+	}
+	seq := t.audit.seq + 1
+	hash := AuditHash(t.audit.hash, seq, rec)
+	st, err := t.s.writerStmt(t.ctx, insertAudit)
+	if err != nil {
+		return err
+	}
+	prev := t.audit.hash
+	if _, err := st.ExecContext(t.ctx, seq, t.now.UnixMilli(), prev[:], hash[:], rec); err != nil {
+		return fmt.Errorf("sqlite: append audit: %w", err)
+	}
+	t.audit.seq, t.audit.hash = seq, hash
+	return nil
+}
+
+// readAuditHead reads the last row of the chain on the writer's connection.
+func (s *Store) readAuditHead(ctx context.Context) (auditHead, error) {
+	h := auditHead{loaded: true}
+	var hash []byte
+	err := s.conn.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&h.seq, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return h, nil
+	case err != nil:
+		return h, fmt.Errorf("sqlite: read audit head: %w", err)
+	}
+	copy(h.hash[:], hash)
+	return h, nil
+}
+
+// AuditRow is one row of the audit trail.
+type AuditRow struct {
+	Seq      int64
+	Recorded int64 // Unix milliseconds
+	Prev     []byte
+	Hash     []byte
+	Record   []byte
+}
+
+// AuditBreak is the first place where the chain does not hold.
+type AuditBreak struct {
+	// Seq is the seq of the first row that does not follow from the rows
+	// before it (or the seq that is missing).
+	Seq int64
+	// Reason says what is wrong, such as "hash does not match the record".
+	Reason string
+}
+
+// AuditReport is the result of VerifyAudit.
+type AuditReport struct {
+	// Rows is the number of rows read; Head the seq and hash of the last
+	// one, which a copy kept elsewhere can be compared with (the chain
+	// alone cannot show that rows were cut off its end).
+	Rows     int64
+	HeadSeq  int64
+	HeadHash []byte
+	// Break is the first break, nil when the chain holds.
+	Break *AuditBreak
+}
+
+// VerifyAudit reads the audit trail in seq order and checks the chain:
+// seq counts up from 1 without gaps, each row's prev is the hash of the row
+// before (zero for the first) and each hash is AuditHash of its row. It
+// stops at the first break. each, when set, is called with every row that
+// holds, in order.
+func (s *Store) VerifyAudit(ctx context.Context, each func(AuditRow) error) (*AuditReport, error) {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, recorded, prev, hash, record FROM audit ORDER BY seq`)
+	if err != nil {
+		return nil, fmt.Errorf("verify audit: %w", err)
+	}
+	defer rows.Close()
+	rep := &AuditReport{}
+	var prev [sha256.Size]byte
+	for rows.Next() {
+		var r AuditRow
+		if err := rows.Scan(&r.Seq, &r.Recorded, &r.Prev, &r.Hash, &r.Record); err != nil {
+			return nil, fmt.Errorf("verify audit: %w", err)
+		}
+		want := rep.HeadSeq + 1
+		switch {
+		case r.Seq != want:
+			rep.Break = &AuditBreak{Seq: want, Reason: fmt.Sprintf("row %d is missing (the next row is %d)", want, r.Seq)}
+		case !bytes.Equal(r.Prev, prev[:]):
+			rep.Break = &AuditBreak{Seq: r.Seq, Reason: "prev is not the hash of the row before (a row was removed, moved or changed)"}
+		default:
+			if h := AuditHash(prev, r.Seq, r.Record); !bytes.Equal(r.Hash, h[:]) {
+				rep.Break = &AuditBreak{Seq: r.Seq, Reason: "hash does not match the row (its record or seq was changed)"}
+			}
+		}
+		if rep.Break != nil {
+			return rep, nil
+		}
+		if each != nil {
+			if err := each(r); err != nil {
+				return nil, err
+			}
+		}
+		copy(prev[:], r.Hash)
+		rep.Rows++
+		rep.HeadSeq, rep.HeadHash = r.Seq, append([]byte(nil), r.Hash...)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("verify audit: %w", err)
+	}
+	return rep, nil
+}
+
+// EachAudit calls fn with up to limit rows of the audit trail after seq,
+// in order (not verified; see VerifyAudit): seq, the commit time in Unix
+// milliseconds and the record.
+func (s *Store) EachAudit(ctx context.Context, after int64, limit int, fn func(seq, recorded int64, rec []byte) error) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, recorded, record FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return fmt.Errorf("audit rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq, recorded int64
+		var rec []byte
+		if err := rows.Scan(&seq, &recorded, &rec); err != nil {
+			return fmt.Errorf("audit rows: %w", err)
+		}
+		if err := fn(seq, recorded, rec); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AuditProjected returns the seq of the last audit record projected
+// (SetAuditProjected), 0 when none.
+func (s *Store) AuditProjected(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT seq FROM audit_projection WHERE id = 1`).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("audit projection: %w", err)
+	}
+	return seq, nil
+}
+
+// SetAuditProjected records, inside this transaction, that the audit
+// records up to seq are projected.
+func (t *tx) SetAuditProjected(seq int64) error {
+	st, err := t.s.writerStmt(t.ctx, `INSERT INTO audit_projection (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(t.ctx, seq); err != nil {
+		return fmt.Errorf("sqlite: audit projection: %w", err)
+	}
+	return nil
+}

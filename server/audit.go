@@ -1,0 +1,375 @@
+package server
+
+// The audit trail: every request that touches CP-IS data (every /fhir
+// request but GET metadata and the conformance and terminology resources)
+// leaves a record of who did what and how it ended, appended to the
+// store's hash-chained audit trail durably before the response is sent
+// (the response is held back until then; when the record cannot be
+// written the answer is 503 and nothing is disclosed). A write also
+// carries, in its own store transaction, a record of the versions it
+// commits, so that a committed write never lacks one. The records hold
+// the query parameters with NHS numbers: the audit trail is the one place
+// allowed to keep them, and they are never logged.
+// See README "Security: policy and audit"; fhir/sqlite/audit.go.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/cpis-fhir/cpis/conformance"
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/gin-gonic/gin"
+)
+
+// auditLog is the audit trail of a store that keeps one (sqlite.Store).
+type auditLog interface {
+	AppendAudit(ctx context.Context, rec []byte) error
+}
+
+// txAuditLog is a write transaction that can append a record with its
+// writes.
+type txAuditLog interface {
+	AppendAudit(rec []byte) error
+}
+
+// auditRecord is the canonical audit record: a fixed field order (so equal
+// records are equal bytes), compact JSON.
+type auditRecord struct {
+	Time        string   `json:"time"`
+	RequestID   string   `json:"request"`
+	Subject     string   `json:"sub,omitempty"`
+	ClientID    string   `json:"client,omitempty"`
+	Role        string   `json:"role,omitempty"`
+	ODS         string   `json:"ods,omitempty"`
+	SDSRole     string   `json:"sdsRole,omitempty"`
+	TokenID     string   `json:"jti,omitempty"`
+	Interaction string   `json:"interaction"`
+	Method      string   `json:"method"`
+	Path        string   `json:"path"`
+	Type        string   `json:"type,omitempty"`
+	ID          string   `json:"id,omitempty"`
+	Query       string   `json:"query,omitempty"`
+	Status      int      `json:"status,omitempty"`
+	Unscheduled *bool    `json:"unscheduled,omitempty"`
+	Patients    []string `json:"patients,omitempty"`
+	Resources   []string `json:"resources,omitempty"`
+	Written     []string `json:"written,omitempty"`
+}
+
+// maxReturned bounds the resources one record lists.
+const maxReturned = 100
+
+// auditEvent gathers one request's record while it is served.
+type auditEvent struct {
+	mu      sync.Mutex
+	rec     auditRecord
+	inTx    bool // a write's own record was committed
+	seen    map[string]bool
+	patient map[string]bool
+}
+
+type auditKey struct{}
+
+func auditEventOf(ctx context.Context) *auditEvent {
+	ev, _ := ctx.Value(auditKey{}).(*auditEvent)
+	return ev
+}
+
+// setQuery records the request's search parameters (URL and form body).
+func (ev *auditEvent) setQuery(q string) {
+	if ev == nil {
+		return
+	}
+	ev.mu.Lock()
+	ev.rec.Query = q
+	ev.mu.Unlock()
+}
+
+// returned records resources given to the client.
+func (ev *auditEvent) returned(rs ...*fhir.Resource) {
+	if ev == nil {
+		return
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	for _, r := range rs {
+		if r == nil {
+			continue
+		}
+		ref := r.VersionRef()
+		if ev.seen[ref] {
+			continue
+		}
+		if ev.seen == nil {
+			ev.seen = map[string]bool{}
+		}
+		ev.seen[ref] = true
+		if len(ev.rec.Resources) < maxReturned {
+			ev.rec.Resources = append(ev.rec.Resources, ref)
+		}
+		if r.Type == "Patient" {
+			ev.addPatient(r.Ref())
+		}
+	}
+}
+
+func (ev *auditEvent) addPatient(p string) {
+	if ev.patient[p] {
+		return
+	}
+	if ev.patient == nil {
+		ev.patient = map[string]bool{}
+	}
+	ev.patient[p] = true
+	ev.rec.Patients = append(ev.rec.Patients, p)
+}
+
+// nhsInQuery finds NHS numbers given with their system in a query.
+var nhsInQuery = regexp.MustCompile(`nhs-number\|([0-9]{10})`)
+
+// auditRequest is the middleware that writes each request's record: see
+// the file comment.
+func (s *Server) auditRequest(c *gin.Context) {
+	log, ok := s.store.(auditLog)
+	if !ok || !audited(c) {
+		c.Next()
+		return
+	}
+	ev := &auditEvent{}
+	p := principalOf(c.Request.Context())
+	ev.rec = auditRecord{
+		RequestID:   requestIDOf(c),
+		Interaction: s.interactionOf(c),
+		Method:      c.Request.Method,
+		Path:        strings.TrimPrefix(c.Request.URL.Path, FHIRBase),
+		Type:        routeType(c),
+		ID:          c.Param("id"),
+		Query:       c.Request.URL.RawQuery,
+	}
+	if p != nil {
+		ev.rec.Subject, ev.rec.ClientID, ev.rec.Role, ev.rec.ODS, ev.rec.SDSRole, ev.rec.TokenID = p.Subject, p.ClientID, string(p.Role), p.ODS, p.SDSRole, p.TokenID
+	}
+	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead || strings.HasSuffix(c.Request.URL.Path, "/_search") {
+		// DOMAIN rule 3: missing means true; just recorded for now.
+		u := !strings.EqualFold(strings.TrimSpace(c.GetHeader("IsUnscheduledAccessEvent")), "false")
+		ev.rec.Unscheduled = &u
+	}
+	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), auditKey{}, ev))
+	bw := &bufferedWriter{ResponseWriter: c.Writer, status: http.StatusOK}
+	c.Writer = bw
+	c.Next()
+	c.Writer = bw.ResponseWriter
+
+	ev.mu.Lock()
+	ev.rec.Time = fhir.FormatInstant(s.cfg.Now())
+	ev.rec.Status = bw.status
+	q := ev.rec.Query
+	for _, m := range nhsInQuery.FindAllStringSubmatch(strings.ReplaceAll(strings.ReplaceAll(q, "%7C", "|"), "%7c", "|"), -1) {
+		ev.addPatient(m[1])
+	}
+	if t := c.Param("type"); t == "Patient" && c.Param("ctype") != "" {
+		ev.addPatient("Patient/" + c.Param("id"))
+	}
+	rec, err := json.Marshal(&ev.rec)
+	inTx := ev.inTx
+	ev.mu.Unlock()
+	if err == nil {
+		err = log.AppendAudit(context.WithoutCancel(c.Request.Context()), rec)
+	}
+	if err != nil {
+		s.log.Error("audit record not written", "request_id", requestIDOf(c), "error", err)
+		if !inTx {
+			// Nothing is disclosed without its record.
+			c.Writer.Header().Del("Location")
+			c.Writer.Header().Del("ETag")
+			c.Writer.Header().Del("Last-Modified")
+			s.writeOutcomeNow(c, http.StatusServiceUnavailable, fhir.Errorf(fhir.IssueTransient, "the access could not be recorded in the audit trail; try again"))
+			return
+		}
+	}
+	bw.flush()
+}
+
+// writeOutcomeNow answers with an OperationOutcome after the handler's
+// answer was held back and dropped.
+func (s *Server) writeOutcomeNow(c *gin.Context, status int, fe *fhir.Error) {
+	b, err := s.codec.MarshalMessage(fhir.Outcome(fe.OutcomeIssues()))
+	if err != nil {
+		b = []byte(`{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}`)
+	}
+	c.Writer.Header().Set("Content-Type", contentTypeJSON)
+	c.Writer.Header().Del("Content-Length") // the held-back answer's
+	c.Writer.WriteHeader(status)
+	c.Writer.Write(b)
+}
+
+// audited reports whether the request touches CP-IS data: every FHIR
+// request but the CapabilityStatement and the conformance and terminology
+// resources (and their operations).
+func audited(c *gin.Context) bool {
+	switch c.FullPath() {
+	case FHIRBase + "/metadata", "":
+		return false
+	}
+	if strings.HasPrefix(c.Request.URL.Path, FHIRBase+"/.well-known") {
+		return false
+	}
+	switch c.Param("type") {
+	case "StructureDefinition", "CodeSystem", "ValueSet", "SearchParameter", "CapabilityStatement",
+		"ConceptMap", "NamingSystem", "OperationDefinition", "CompartmentDefinition", "ImplementationGuide":
+		return false
+	}
+	return true
+}
+
+// interactionOf names the request's interaction from the route table.
+func (s *Server) interactionOf(c *gin.Context) string {
+	path := strings.TrimPrefix(c.FullPath(), FHIRBase)
+	for _, r := range s.routes {
+		if r.Method == c.Request.Method && r.Path == path {
+			switch {
+			case r.Operation != nil:
+				return "operation:" + r.Operation.Name
+			case r.Interaction == conformance.Transaction || r.Interaction == conformance.Batch:
+				return "batch/transaction"
+			}
+			return string(r.Interaction)
+		}
+	}
+	return "unknown"
+}
+
+// bufferedWriter holds a response back until the audit record is durable.
+type bufferedWriter struct {
+	gin.ResponseWriter
+	buf     bytes.Buffer
+	status  int
+	written bool
+}
+
+func (w *bufferedWriter) WriteHeader(code int) {
+	if !w.written {
+		w.status = code
+	}
+}
+func (w *bufferedWriter) WriteHeaderNow()             { w.written = true }
+func (w *bufferedWriter) Write(b []byte) (int, error) { w.written = true; return w.buf.Write(b) }
+func (w *bufferedWriter) WriteString(s string) (int, error) {
+	w.written = true
+	return w.buf.WriteString(s)
+}
+func (w *bufferedWriter) Status() int         { return w.status }
+func (w *bufferedWriter) Size() int           { return w.buf.Len() }
+func (w *bufferedWriter) Written() bool       { return w.written }
+func (w *bufferedWriter) Flush()              {}
+func (w *bufferedWriter) Pusher() http.Pusher { return nil }
+func (w *bufferedWriter) flush() {
+	w.ResponseWriter.WriteHeader(w.status)
+	if w.buf.Len() > 0 {
+		w.ResponseWriter.Write(w.buf.Bytes())
+	} else {
+		w.ResponseWriter.WriteHeaderNow()
+	}
+}
+
+// auditStore records, for the request's audit record, the resources the
+// policy lets the request read (Type/id/_history/n) and the versions it
+// writes; a write's own record is appended inside its transaction. It
+// wraps the principal's policy view of the store.
+type auditStore struct {
+	fhir.Store
+	ev *auditEvent
+}
+
+func (a *auditStore) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
+	r, err := a.Store.Read(ctx, typ, id)
+	if err == nil && !r.Deleted() {
+		a.ev.returned(r)
+	}
+	return r, err
+}
+
+func (a *auditStore) VRead(ctx context.Context, typ, id string, v int64) (*fhir.Resource, error) {
+	r, err := a.Store.VRead(ctx, typ, id, v)
+	if err == nil && !r.Deleted() {
+		a.ev.returned(r)
+	}
+	return r, err
+}
+
+func (a *auditStore) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
+	page, err := a.Store.Search(ctx, q, cursor, backward)
+	if err == nil {
+		a.ev.returned(page.Matches...)
+		a.ev.returned(page.Included...)
+	}
+	return page, err
+}
+
+func (a *auditStore) History(ctx context.Context, q fhir.HistoryQuery) (*fhir.HistoryPage, error) {
+	page, err := a.Store.History(ctx, q)
+	if err == nil {
+		a.ev.returned(page.Versions...)
+	}
+	return page, err
+}
+
+func (a *auditStore) Write(ctx context.Context, fn func(tx fhir.Tx) error) error {
+	return a.Store.Write(ctx, func(tx fhir.Tx) error {
+		rt := &auditTx{Tx: tx, ev: a.ev}
+		if err := fn(rt); err != nil {
+			return err
+		}
+		al, ok := tx.(txAuditLog)
+		if !ok || len(rt.written) == 0 {
+			return nil
+		}
+		a.ev.mu.Lock()
+		rec := a.ev.rec
+		a.ev.mu.Unlock()
+		rec.Time = fhir.FormatInstant(tx.Now())
+		rec.Interaction += ":commit"
+		rec.Status, rec.Resources, rec.Patients, rec.Unscheduled = 0, nil, nil, nil
+		rec.Written = rt.written
+		b, err := json.Marshal(&rec)
+		if err != nil {
+			return err
+		}
+		if err := al.AppendAudit(b); err != nil {
+			return err
+		}
+		a.ev.mu.Lock()
+		a.ev.inTx = true
+		a.ev.mu.Unlock()
+		return nil
+	})
+}
+
+// auditTx notes the versions a write puts.
+type auditTx struct {
+	fhir.Tx
+	ev      *auditEvent
+	written []string
+}
+
+func (t *auditTx) Put(r *fhir.Resource) error {
+	if err := t.Tx.Put(r); err != nil {
+		return err
+	}
+	t.written = append(t.written, r.VersionRef()+" "+string(r.Method))
+	return nil
+}
+
+func (t *auditTx) Search(q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
+	page, err := t.Tx.Search(q, cursor, backward)
+	if err == nil {
+		t.ev.returned(page.Matches...)
+		t.ev.returned(page.Included...)
+	}
+	return page, err
+}

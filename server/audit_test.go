@@ -1,0 +1,148 @@
+package server_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/cpis-fhir/cpis/fhir/sqlite"
+)
+
+type auditRec struct {
+	Time, Request, Sub, Client, Role, Ods, Jti, Interaction, Method, Path, Type, ID, Query string
+	Status                                                                                 int
+	Unscheduled                                                                            *bool
+	Patients, Resources, Written                                                           []string
+}
+
+func auditRows(t *testing.T, st *sqlite.Store) []auditRec {
+	t.Helper()
+	var out []auditRec
+	rep, err := st.VerifyAudit(context.Background(), func(r sqlite.AuditRow) error {
+		var a auditRec
+		if err := json.Unmarshal(r.Record, &a); err != nil {
+			return err
+		}
+		out = append(out, a)
+		return nil
+	})
+	if err != nil || rep.Break != nil {
+		t.Fatalf("VerifyAudit: %v %+v", err, rep)
+	}
+	return out
+}
+
+func TestAudit_Records(t *testing.T) {
+	w := newPolicyWorld(t)
+	ts := w.ts
+	before := len(auditRows(t, ts.Store))
+	nhs := w.nhs[1]
+
+	// A scheduled look-up by NHS number in a form body.
+	form := "subject:identifier=" + url.QueryEscape(nhsSys+"|"+nhs) + "&status=active"
+	do(t, http.MethodPost, ts.Base+"/Flag/_search", form, append(bearer(w.cl), "Content-Type", "application/x-www-form-urlencoded",
+		"IsUnscheduledAccessEvent", "false", "X-Request-Id", "req-lookup")...).wantStatus(t, http.StatusOK)
+	// A refused search.
+	do(t, http.MethodGet, ts.Base+"/Flag?status=active", "", append(bearer(w.cl), "X-Request-Id", "req-refused")...).wantStatus(t, http.StatusForbidden)
+	// A council's write.
+	body := strings.Replace(cpisPatient("", nhs, "female", "2015-04-01", false, false), `"gender"`,
+		`"managingOrganization":{"identifier":{"system":"`+odsSys+`","value":"`+councilA+`"}},"gender"`, 1)
+	do(t, http.MethodPost, ts.Base+"/Patient", body, append(bearer(w.la), "X-Request-Id", "req-write")...).wantStatus(t, http.StatusCreated)
+	// Not CP-IS data: no record.
+	do(t, http.MethodGet, ts.Base+"/metadata", "").wantStatus(t, http.StatusOK)
+	do(t, http.MethodGet, ts.Base+"/ValueSet?_summary=count", "", bearer(w.cl)...).wantStatus(t, http.StatusOK)
+
+	rows := auditRows(t, ts.Store)[before:]
+	byReq := map[string][]auditRec{}
+	for _, r := range rows {
+		byReq[r.Request] = append(byReq[r.Request], r)
+	}
+	if len(rows) != 4 {
+		t.Fatalf("%d new audit records, want 4 (look-up, refusal, write's commit, write): %+v", len(rows), rows)
+	}
+	l := byReq["req-lookup"]
+	if len(l) != 1 || l[0].Role != "clinician-unscheduled" || l[0].Sub != "dr-1" || l[0].Client != "epr" || l[0].Ods != siteODS || l[0].Jti == "" ||
+		l[0].Interaction != "search-type" || l[0].Type != "Flag" || l[0].Status != 200 || l[0].Unscheduled == nil || *l[0].Unscheduled ||
+		!strings.Contains(l[0].Query, nhs) || len(l[0].Patients) == 0 || l[0].Patients[0] != nhs || len(l[0].Resources) != 2 {
+		t.Errorf("look-up record %+v: want who (role, sub, client, ODS, jti), search-type Flag, 200, unscheduled false, the query with the NHS number, the patient and the 2 Flags", l)
+	}
+	if r := byReq["req-refused"]; len(r) != 1 || r[0].Status != 403 || len(r[0].Resources) != 0 {
+		t.Errorf("refused record %+v: want status 403 and no resources", r)
+	}
+	wr := byReq["req-write"]
+	if len(wr) != 2 || wr[0].Interaction != "create:commit" || len(wr[0].Written) != 1 || !strings.HasPrefix(wr[0].Written[0], "Patient/") ||
+		wr[1].Interaction != "create" || wr[1].Status != 201 || wr[1].Ods != councilA {
+		t.Errorf("write records %+v: want the commit's record (versions written) then the request's (201)", wr)
+	}
+	if strings.Contains(ts.Log(), nhs) {
+		t.Errorf("the log holds an NHS number: %s", ts.Log())
+	}
+}
+
+// TestAudit_Unrecorded checks that nothing is disclosed when the record
+// cannot be written.
+func TestAudit_Unrecorded(t *testing.T) {
+	w := newPolicyWorld(t)
+	db, err := sql.Open("sqlite", "file:"+w.ts.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DROP TABLE audit`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	res := do(t, http.MethodGet, w.ts.Base+"/Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+w.nhs[1]), "", bearer(w.cl)...).wantStatus(t, http.StatusServiceUnavailable)
+	if code, _, _ := res.outcome(t); code != "transient" || strings.Contains(string(res.Body), "Flag/") {
+		t.Errorf("unrecorded read: %s; want a transient OperationOutcome and no Flag", res.Body)
+	}
+}
+
+// TestAudit_AuditEventSearch checks the AuditEvent projection of the trail:
+// an administrator finds a clinician's look-up by patient, agent, date and
+// entity; nobody else may search AuditEvents.
+func TestAudit_AuditEventSearch(t *testing.T) {
+	w := newPolicyWorld(t)
+	ts := w.ts
+	nhs := w.nhs[3]
+	do(t, http.MethodGet, ts.Base+"/Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs), "", append(bearer(w.cl), "X-Request-Id", "req-ae")...).wantStatus(t, http.StatusOK)
+	find := func(q string) []map[string]any {
+		t.Helper()
+		res := do(t, http.MethodGet, ts.Base+"/AuditEvent?"+q, "").wantStatus(t, http.StatusOK)
+		var b struct {
+			Entry []struct{ Resource map[string]any }
+		}
+		json.Unmarshal(res.Body, &b)
+		var out []map[string]any
+		for _, e := range b.Entry {
+			if d, _ := e.Resource["outcomeDesc"].(string); strings.Contains(d, "req-ae") {
+				out = append(out, e.Resource)
+			}
+		}
+		return out
+	}
+	for _, q := range []string{
+		"patient:identifier=" + url.QueryEscape(nhsSys+"|"+nhs),
+		"agent:identifier=" + url.QueryEscape("https://fhir.cpis-fhir.org/Id/principal|dr-1"),
+		"agent:identifier=" + url.QueryEscape(odsSys+"|"+siteODS) + "&action=E",
+		"entity=Flag/f-pb3",
+		"date=ge2026-01-01&subtype=search-type&_count=1000",
+	} {
+		got := find(q)
+		if len(got) != 1 {
+			t.Errorf("AuditEvent?%s: %d events of the look-up, want 1", q, len(got))
+			continue
+		}
+		if got[0]["outcome"] != "0" || got[0]["action"] != "E" {
+			t.Errorf("AuditEvent?%s: %v; want outcome 0, action E", q, got[0])
+		}
+	}
+	if got := find("patient:identifier=" + url.QueryEscape(nhsSys+"|"+w.nhs[2])); len(got) != 0 {
+		t.Errorf("AuditEvent by another child: %d events of the look-up, want 0", len(got))
+	}
+	do(t, http.MethodGet, ts.Base+"/AuditEvent", "", bearer(w.cl)...).wantStatus(t, http.StatusForbidden)
+	do(t, http.MethodGet, ts.Base+"/AuditEvent", "", bearer(w.la)...).wantStatus(t, http.StatusForbidden)
+}
