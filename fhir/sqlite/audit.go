@@ -21,9 +21,10 @@ import (
 // Records are appended by the writer goroutine, so the chain has one order;
 // a record appended inside a write (Tx.AppendAudit) commits with it or not
 // at all, and AppendAudit group-commits the records of many concurrent
-// callers (reads) in one write, at most two such writes in flight, so that
-// a read waits for one commit at most and the writer pays one savepoint per
-// batch rather than per record.
+// callers (reads) in one write, at most two such writes in flight (one
+// committing, one queued that takes the records arriving meanwhile), so
+// that a read waits for the commit under way and its own at most, and the
+// writer pays one savepoint per batch rather than per record.
 
 // auditState is the Store's audit trail: the head of the chain as
 // committed (owned by the writer goroutine) and the queue of records
@@ -87,33 +88,47 @@ func (s *Store) AppendAudit(ctx context.Context, rec []byte) error {
 	return <-r.done
 }
 
-// flushAudit writes the pending records in one write; when more are
-// pending afterwards, another goroutine goes on with them, so that no
-// caller waits for more than its own batch.
+// flushAudit writes the pending records in one write. The batch is taken
+// when the writer runs the write, not when it is queued, so that it holds
+// every record that arrived while the commit before it was under way: a
+// record waits for the commit in progress and its own at most. When more
+// are pending afterwards, it goes on with them.
 func (s *Store) flushAudit() {
 	a := &s.audit
-	a.mu.Lock()
-	batch := a.pending
-	a.pending = nil
-	if len(batch) == 0 {
-		a.flushing--
-		a.mu.Unlock()
-		return
-	}
-	a.mu.Unlock()
-	err := s.Write(context.Background(), func(t fhir.Tx) error {
-		w := t.(*tx)
-		for _, r := range batch {
-			if err := w.AppendAudit(r.rec); err != nil {
-				return err
+	for {
+		var batch []*auditReq
+		took := false
+		err := s.Write(context.Background(), func(t fhir.Tx) error {
+			a.mu.Lock()
+			batch, took = a.pending, true
+			a.pending = nil
+			a.mu.Unlock()
+			w := t.(*tx)
+			for _, r := range batch {
+				if err := w.AppendAudit(r.rec); err != nil {
+					return err
+				}
 			}
+			return nil
+		})
+		if !took {
+			// The write never ran (the store is closing): fail what waits.
+			a.mu.Lock()
+			batch = a.pending
+			a.pending = nil
+			a.mu.Unlock()
 		}
-		return nil
-	})
-	for _, r := range batch {
-		r.done <- err
+		for _, r := range batch {
+			r.done <- err
+		}
+		a.mu.Lock()
+		if len(a.pending) == 0 {
+			a.flushing--
+			a.mu.Unlock()
+			return
+		}
+		a.mu.Unlock()
 	}
-	go s.flushAudit()
 }
 
 const insertAudit = `INSERT INTO audit (seq, recorded, prev, hash, record) VALUES (?, ?, ?, ?, ?)`
