@@ -67,7 +67,17 @@ func (s *Server) fail(c *gin.Context, err error) {
 		fe = fhir.Errorf(fhir.IssueException, "internal server error; quote request id %s when reporting it", id)
 		status = http.StatusInternalServerError
 	}
-	s.writeOutcome(c, status, fe.OutcomeIssues())
+	issues := fe.OutcomeIssues()
+	if status == http.StatusForbidden {
+		// The national CP-IS API's code for every refusal.
+		issues = append([]fhir.Issue(nil), issues...)
+		for i := range issues {
+			if issues[i].Details.Code == "" {
+				issues[i].Details = spineCode(spineAccessDenied, "Access has been denied to process this request")
+			}
+		}
+	}
+	s.writeOutcome(c, status, issues)
 	c.Abort()
 }
 

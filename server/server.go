@@ -149,7 +149,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
 
-	api := e.Group(FHIRBase, s.authenticate, s.auditRequest, s.negotiate)
+	api := e.Group(FHIRBase, s.authenticate, s.auditRequest, s.cpisRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both

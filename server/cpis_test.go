@@ -1,0 +1,430 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir/fhirtest"
+	"github.com/cpis-fhir/cpis/server"
+	"github.com/cpis-fhir/cpis/server/smart"
+)
+
+// cpisWorld is the CP-IS service with two councils, a hospital and their
+// tokens.
+type cpisWorld struct {
+	ts           *testServer
+	la, lb       string // council tokens
+	cl, cls      string // unscheduled clinician at siteODS, scheduled clinician
+	admin        string
+	nhs          []string
+	councilRefs  map[string]string // ODS -> Organization/id
+	socialWorker string
+}
+
+const (
+	siteName   = "St Elsewhere Hospital"
+	laPhoneA   = "02070000001"
+	laPhoneOOH = "07700900001"
+)
+
+func newCPISWorld(t *testing.T) *cpisWorld {
+	t.Helper()
+	ts := startServer(t, server.Config{})
+	w := &cpisWorld{ts: ts, councilRefs: map[string]string{councilA: "Organization/la-a", councilB: "Organization/la-b"}}
+	for serial := 200; len(w.nhs) < 6; serial++ {
+		if n, ok := fhirtest.NHSNumber(serial); ok {
+			w.nhs = append(w.nhs, n)
+		}
+	}
+	org := func(id, ods, name string) {
+		put(t, ts, "Organization/"+id, `{"resourceType":"Organization","id":"`+id+`","identifier":[{"system":"`+odsSys+`","value":"`+ods+`"}],"name":"`+name+`"}`)
+	}
+	org("la-a", councilA, "Council A")
+	org("la-b", councilB, "Council B")
+	org("site", siteODS, siteName)
+	w.renew(t)
+	// Council A registers its social worker for notifications.
+	res := do(t, http.MethodPost, ts.Base+"/PractitionerRole", `{"resourceType":"PractitionerRole","active":true,`+
+		`"organization":{"reference":"Organization/la-a","identifier":{"system":"`+odsSys+`","value":"`+councilA+`"}},"code":[{"text":"Social worker"}]}`,
+		bearer(w.la)...).wantStatus(t, http.StatusCreated)
+	w.socialWorker = "PractitionerRole/" + res.object(t)["id"].(string)
+	return w
+}
+
+// renew makes the tokens again at the clock's time (they last 24 hours).
+func (w *cpisWorld) renew(t *testing.T) {
+	t.Helper()
+	ts := w.ts
+	w.la = ts.TokenFor(t, smart.AccessToken{Role: smart.RoleLA, ODS: councilA, Subject: "la-a-system", ClientID: "la-a"})
+	w.lb = ts.TokenFor(t, smart.AccessToken{Role: smart.RoleLA, ODS: councilB, Subject: "la-b-system", ClientID: "la-b"})
+	w.cl = ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: siteODS, SDSRole: "R8000", Subject: "dr-1", ClientID: "epr"})
+	w.cls = ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianScheduled, ODS: "Y00001", SDSRole: "R8000", Subject: "gp-1", ClientID: "gp"})
+	w.admin = ts.TokenFor(t, smart.AccessToken{Role: smart.RoleAdmin, Subject: "test-admin", ClientID: "test"})
+	ts.Token = w.admin
+	testTokens.Store(ts.URL, w.admin)
+}
+
+// upload is a council's transaction for one child: the Patient by NHS
+// number (conditional create), its Flag (with flag-detail to the
+// CarePlan), the CarePlan and the CareTeam (subject by reference, the two
+// phone numbers).
+func upload(ods, nhs, plan, start, end, birth string) string {
+	org := fmt.Sprintf(`{"reference":"Organization/%s","identifier":{"system":"%s","value":"%s"}}`,
+		map[string]string{councilA: "la-a", councilB: "la-b"}[ods], odsSys, ods)
+	period := `"start":"` + start + `"`
+	if end != "" {
+		period += `,"end":"` + end + `"`
+	}
+	const p, f, cp, ct = "urn:uuid:10000000-0000-4000-8000-000000000001", "urn:uuid:10000000-0000-4000-8000-000000000002",
+		"urn:uuid:10000000-0000-4000-8000-000000000003", "urn:uuid:10000000-0000-4000-8000-000000000004"
+	patient := strings.Replace(cpisPatient("", nhs, "female", birth, true, false), `"gender"`, `"managingOrganization":`+org+`,"gender"`, 1)
+	cat := `[{"coding":[{"system":"` + snomed + `","code":"` + plan + `"}]}]`
+	return `{"resourceType":"Bundle","type":"transaction","entry":[` +
+		`{"fullUrl":"` + p + `","resource":` + patient + `,"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=` + url.QueryEscape(nhsSys+"|"+nhs) + `"}},` +
+		`{"fullUrl":"` + f + `","resource":{"resourceType":"Flag","status":"active","category":` + cat + `,"code":` + flagCode + `,` +
+		`"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/flag-detail","valueReference":{"reference":"` + cp + `"}}],` +
+		`"subject":{"reference":"` + p + `"},"period":{` + period + `},"author":` + org + `},"request":{"method":"POST","url":"Flag"}},` +
+		`{"fullUrl":"` + cp + `","resource":{"resourceType":"CarePlan","status":"active","intent":"plan","category":` + cat + `,` +
+		`"subject":{"reference":"` + p + `"},"period":{` + period + `},"author":` + org + `,"careTeam":[{"reference":"` + ct + `"}]},"request":{"method":"POST","url":"CarePlan"}},` +
+		`{"fullUrl":"` + ct + `","resource":{"resourceType":"CareTeam","status":"active","category":` + cat + `,"name":"Children's Social Care","subject":{"reference":"` + p + `"},` +
+		`"period":{` + period + `},"managingOrganization":[` + org + `],` +
+		`"telecom":[{"system":"phone","value":"` + laPhoneA + `","use":"work"},{"system":"phone","value":"` + laPhoneOOH + `","use":"mobile"}]},"request":{"method":"POST","url":"CareTeam"}}]}`
+}
+
+// encounter is an attendance at the site for the Patient ref.
+func encounter(subject string) string {
+	return `{"resourceType":"Encounter","status":"arrived","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"EMER"},` +
+		`"serviceType":{"coding":[{"system":"https://fhir.hl7.org.uk/CodeSystem/UKCore-CareSettingType","code":"1060971000000108","display":"General practice service"}],"text":"Emergency department"},` +
+		`"subject":` + subject + `,"period":{"start":"2026-03-01T08:55:00Z"},` +
+		`"serviceProvider":{"reference":"Organization/site","identifier":{"system":"` + odsSys + `","value":"` + siteODS + `"}}}`
+}
+
+func (w *cpisWorld) uploadChild(t *testing.T, tok, ods, nhs, plan, start, end, birth string) (patient string) {
+	t.Helper()
+	b := postBundle(t, w.ts, upload(ods, nhs, plan, start, end, birth), "transaction-response", bearer(tok)...)
+	if got := strings.Join(b.statuses(), " "); got != "201 201 201 201" {
+		t.Fatalf("council %s upload: statuses %s, want 201 201 201 201", ods, got)
+	}
+	return strings.SplitN(strings.TrimPrefix(b.Entry[0].Response.Location, w.ts.Base+"/"), "/_history", 2)[0]
+}
+
+// searchset decodes a searchset Bundle.
+type searchset struct {
+	ResourceType, Type string
+	Total              *int
+	Link               []struct{ Relation, URL string }
+	Entry              []struct {
+		FullURL  string
+		Resource json.RawMessage
+		Search   struct{ Mode string }
+	}
+}
+
+func (s *searchset) mode(m string) []map[string]any {
+	var out []map[string]any
+	for _, e := range s.Entry {
+		if e.Search.Mode == m {
+			var r map[string]any
+			json.Unmarshal(e.Resource, &r)
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func getSearchset(t *testing.T, ts *testServer, query string, headers ...string) *searchset {
+	t.Helper()
+	res := do(t, http.MethodGet, ts.Base+"/"+query, "", headers...).wantStatus(t, http.StatusOK)
+	var s searchset
+	if err := json.Unmarshal(res.Body, &s); err != nil || s.ResourceType != "Bundle" || s.Type != "searchset" {
+		t.Fatalf("GET %s: body %s, want a searchset Bundle", query, res.Body)
+	}
+	return &s
+}
+
+func lookupQuery(typ, nhs string) string {
+	return typ + "?patient:identifier=" + url.QueryEscape(nhsSys+"|"+nhs)
+}
+
+// communications returns the notifications the council of tok finds
+// about the child with the NHS number.
+func (w *cpisWorld) communications(t *testing.T, tok, nhs string) []map[string]any {
+	t.Helper()
+	return getSearchset(t, w.ts, "Communication?subject:Patient.identifier="+url.QueryEscape(nhsSys+"|"+nhs)+"&category=notification", bearer(tok)...).mode("match")
+}
+
+func refs(v any) []string {
+	var out []string
+	list, _ := v.([]any)
+	for _, x := range list {
+		m, _ := x.(map[string]any)
+		if r, _ := m["reference"].(string); r != "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// TestCPIS_Scenario: a council uploads a plan; a clinician looks the child
+// up and sees it with the council's two phone numbers; the child attends
+// A&E and the council finds exactly the expected notification; a second
+// council's record gets its own; the 24-hour rule.
+func TestCPIS_Scenario(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[0]
+	pa := w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	pb := w.uploadChild(t, w.lb, councilB, nhs, lac, "2026-02-01", "", "2015-04-01")
+	if pa == pb {
+		t.Fatalf("both councils' uploads share %s; each council keeps its own Patient", pa)
+	}
+
+	t.Run("clinician lookup", func(t *testing.T) {
+		s := getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(w.cl)...)
+		teams := s.mode("match")
+		if len(teams) != 2 || s.Total == nil || *s.Total != 2 {
+			t.Fatalf("CareTeam lookup: %d matches (total %v), want 2", len(teams), s.Total)
+		}
+		for _, ct := range teams {
+			tel, _ := json.Marshal(ct["telecom"])
+			if !strings.Contains(string(tel), `"value":"`+laPhoneA+`","use":"work"`) && !strings.Contains(string(tel), `"use":"work","value":"`+laPhoneA+`"`) ||
+				!strings.Contains(string(tel), laPhoneOOH) || !strings.Contains(string(tel), "mobile") {
+				t.Errorf("CareTeam telecom %s, want the office-hours (work) and emergency-duty (mobile) numbers", tel)
+			}
+		}
+		if len(s.Link) == 0 || s.Link[0].Relation != "self" {
+			t.Errorf("links %+v, want a self link", s.Link)
+		}
+		for _, e := range s.Entry {
+			if e.Search.Mode == "match" && !strings.HasPrefix(e.FullURL, ts.Base+"/CareTeam/") {
+				t.Errorf("fullUrl %s, want an absolute %s/CareTeam/{id}", e.FullURL, ts.Base)
+			}
+		}
+		if oo := s.mode("outcome"); len(oo) != 0 {
+			t.Errorf("a lookup with records carries an outcome %v", oo)
+		}
+		flags := getSearchset(t, ts, "Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs)+"&_include=Flag:subject", bearer(w.cl)...)
+		if n := len(flags.mode("match")); n != 2 {
+			t.Errorf("Flag?subject:identifier: %d matches, want 2", n)
+		}
+	})
+
+	var first []map[string]any
+	t.Run("attendance notifies each council once", func(t *testing.T) {
+		res := do(t, http.MethodPost, ts.Base+"/Encounter", encounter(`{"reference":"`+pa+`"}`), bearer(w.cl)...).wantStatus(t, http.StatusCreated)
+		if wh := res.Header.Get("Warning"); !strings.Contains(wh, "look the child up") || strings.Contains(wh, "Plan") || strings.Contains(wh, nhs) {
+			t.Errorf("Warning header %q, want one that says to look the child up and nothing of the record", wh)
+		}
+		enc := "Encounter/" + res.object(t)["id"].(string)
+		a := w.communications(t, w.la, nhs)
+		if len(a) != 1 {
+			t.Fatalf("council A notifications: %d, want 1", len(a))
+		}
+		first = a
+		c := a[0]
+		if got := refs(c["recipient"]); len(got) != 2 || got[0] != "Organization/la-a" || got[1] != w.socialWorker {
+			t.Errorf("recipient %v, want Organization/la-a and %s", got, w.socialWorker)
+		}
+		if got := c["encounter"].(map[string]any)["reference"]; got != enc {
+			t.Errorf("encounter %v, want %s", got, enc)
+		}
+		if got := c["subject"].(map[string]any)["reference"]; got != pa {
+			t.Errorf("subject %v, want %s", got, pa)
+		}
+		if about := refs(c["about"]); len(about) != 1 || !strings.HasPrefix(about[0], "Flag/") {
+			t.Errorf("about %v, want council A's Flag", about)
+		}
+		cat, _ := json.Marshal(c["category"])
+		if !strings.Contains(string(cat), `"notification"`) || c["sent"] == nil {
+			t.Errorf("category %s sent %v, want notification and a sent time", cat, c["sent"])
+		}
+		text, _ := json.Marshal(c["payload"])
+		for _, want := range []string{nhs, siteName, siteODS, "Child Protection Plan", "2026-01-15", "Emergency department", "2026-03-01 08:55"} {
+			if !strings.Contains(string(text), want) {
+				t.Errorf("payload %s lacks %q", text, want)
+			}
+		}
+		// The notification conforms to CPIS-Communication.
+		body, _ := json.Marshal(c)
+		v := do(t, http.MethodPost, ts.Base+"/Communication/$validate", string(body)).wantStatus(t, http.StatusOK)
+		for _, is := range issuesOf(t, v) {
+			if is.Severity == "error" {
+				t.Errorf("notification invalid against CPIS-Communication: %s", v.Body)
+				break
+			}
+		}
+		b := w.communications(t, w.lb, nhs)
+		if len(b) != 1 {
+
+			t.Fatalf("council B notifications: %d, want 1", len(b))
+		}
+		if got := b[0]["subject"].(map[string]any)["reference"]; got != pb {
+			t.Errorf("council B notification subject %v, want its own Patient %s", got, pb)
+		}
+		if got := refs(b[0]["recipient"]); len(got) != 1 || got[0] != "Organization/la-b" {
+			t.Errorf("council B recipient %v, want Organization/la-b alone (no social worker registered)", got)
+		}
+		if text, _ := json.Marshal(b[0]["payload"]); !strings.Contains(string(text), "Looked After Child") {
+			t.Errorf("council B payload %s, want its Looked After Child plan", text)
+		}
+		if strings.Contains(ts.Log(), nhs) {
+			t.Errorf("the log carries the NHS number")
+		}
+	})
+
+	t.Run("24 hours", func(t *testing.T) {
+		ts.Clock.Add(2 * time.Hour)
+		do(t, http.MethodPost, ts.Base+"/Encounter", encounter(`{"reference":"`+pa+`"}`), bearer(w.cl)...).wantStatus(t, http.StatusCreated)
+		if n := len(w.communications(t, w.la, nhs)); n != 1 {
+			t.Errorf("after a second attendance within 24 hours: %d notifications, want 1", n)
+		}
+		ts.Clock.Add(23 * time.Hour)
+		w.renew(t)
+		// The subject named by NHS number only is found too.
+		subject := `{"identifier":{"system":"` + nhsSys + `","value":"` + nhs + `"}}`
+		res := do(t, http.MethodPost, ts.Base+"/Encounter", strings.Replace(encounter(subject), "2026-03-01T08:55:00Z", "2026-03-02T10:00:00Z", 1), bearer(w.cl)...).
+			wantStatus(t, http.StatusCreated)
+		if res.Header.Get("Warning") == "" {
+			t.Errorf("Encounter by NHS number: no Warning header")
+		}
+		if n := len(w.communications(t, w.la, nhs)); n != 2 {
+			t.Errorf("after an attendance 25 hours later: %d notifications, want 2", n)
+		}
+		if n := len(w.communications(t, w.lb, nhs)); n != 2 {
+			t.Errorf("council B after an attendance 25 hours later: %d notifications, want 2", n)
+		}
+	})
+
+	t.Run("Prefer return=OperationOutcome", func(t *testing.T) {
+		other := w.ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: "RYY02", Subject: "dr-2", ClientID: "epr2"})
+		body := strings.ReplaceAll(encounter(`{"reference":"`+pa+`"}`), siteODS, "RYY02")
+		res := do(t, http.MethodPost, ts.Base+"/Encounter", body, append(bearer(other), "Prefer", "return=OperationOutcome")...).wantStatus(t, http.StatusCreated)
+		found := false
+		for _, is := range issuesOf(t, res) {
+			if is.Severity == "warning" && strings.Contains(is.Diagnostics, "look the child up") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("OperationOutcome %s, want a warning to look the child up", res.Body)
+		}
+		// Another care organisation: notified again at once.
+		if n := len(w.communications(t, w.la, nhs)); n != 3 {
+			t.Errorf("after an attendance elsewhere: %d notifications, want 3", n)
+		}
+	})
+
+	t.Run("Encounter in a batch", func(t *testing.T) {
+		before := len(w.communications(t, w.la, nhs))
+		ts.Clock.Add(25 * time.Hour)
+		w.renew(t)
+		body := `{"resourceType":"Bundle","type":"batch","entry":[{"resource":` + encounter(`{"reference":"`+pa+`"}`) + `,"request":{"method":"POST","url":"Encounter"}}]}`
+		b := postBundle(t, ts, body, "batch-response", bearer(w.cl)...)
+		if got := strings.Join(b.statuses(), " "); got != "201" {
+			t.Fatalf("batch statuses %s, want 201", got)
+		}
+		if !strings.Contains(string(b.Entry[0].Response.Outcome), "look the child up") {
+			t.Errorf("batch entry outcome %s, want the warning", b.Entry[0].Response.Outcome)
+		}
+		if n := len(w.communications(t, w.la, nhs)); n != before+1 {
+			t.Errorf("after a batch attendance: %d notifications, want %d", n, before+1)
+		}
+	})
+
+	t.Run("no record", func(t *testing.T) {
+		none := w.nhs[1]
+		res := do(t, http.MethodPost, ts.Base+"/Encounter", encounter(`{"identifier":{"system":"`+nhsSys+`","value":"`+none+`"}}`), bearer(w.cl)...).
+			wantStatus(t, http.StatusCreated)
+		if wh := res.Header.Get("Warning"); wh != "" {
+			t.Errorf("Encounter of a child with no record: Warning %q", wh)
+		}
+		s := getSearchset(t, ts, lookupQuery("CareTeam", none), bearer(w.cl)...)
+		if len(s.mode("match")) != 0 || s.Total == nil || *s.Total != 0 {
+			t.Errorf("lookup with no record: %d matches, total %v; want 0, 0", len(s.mode("match")), s.Total)
+		}
+		oo := s.mode("outcome")
+		if len(oo) != 1 {
+			t.Fatalf("lookup with no record: %d outcome entries, want 1", len(oo))
+		}
+		is, _ := json.Marshal(oo[0]["issue"])
+		if !strings.Contains(string(is), `"information"`) || !strings.Contains(string(is), "No CP-IS record is held") || !strings.Contains(string(is), "does not mean that the child is not at risk") {
+			t.Errorf("outcome %s, want information that no record is held and that this does not mean the child is safe", is)
+		}
+	})
+
+	t.Run("first notification unchanged", func(t *testing.T) {
+		if len(first) != 1 {
+			t.Skip("the attendance step failed")
+		}
+		res := do(t, http.MethodGet, ts.Base+"/Communication/"+first[0]["id"].(string), "", bearer(w.la)...).wantStatus(t, http.StatusOK)
+		if res.Header.Get("ETag") != `W/"1"` {
+			t.Errorf("notification version %s, want W/\"1\"", res.Header.Get("ETag"))
+		}
+		do(t, http.MethodGet, ts.Base+"/Communication/"+first[0]["id"].(string), "", bearer(w.lb)...).wantStatus(t, http.StatusNotFound)
+	})
+}
+
+// TestCPIS_LookupHeadersAndErrors: the national API's headers and errors,
+// compared with the national examples' shape.
+func TestCPIS_LookupHeadersAndErrors(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[2]
+	w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	q := lookupQuery("CareTeam", nhs)
+
+	spine := func(t *testing.T, res *response, status int, code, spineCode string) {
+		t.Helper()
+		res.wantStatus(t, status)
+		is := issuesOf(t, res)
+		if len(is) == 0 || is[0].Severity != "error" || is[0].Code != code || len(is[0].Details.Coding) != 1 ||
+			is[0].Details.Coding[0].Code != spineCode || is[0].Details.Coding[0].System != spineSystem {
+			t.Errorf("outcome %s, want error %s with %s|%s", res.Body, code, spineSystem, spineCode)
+		}
+		if strings.Contains(string(res.Body), nhs) {
+			t.Errorf("error text carries the NHS number: %s", res.Body)
+		}
+	}
+	for _, v := range []string{"true", "false", "TRUE", "False"} {
+		do(t, http.MethodGet, ts.Base+"/"+q, "", append(bearer(w.cl), "IsUnscheduledAccessEvent", v)...).wantStatus(t, http.StatusOK)
+	}
+	spine(t, do(t, http.MethodGet, ts.Base+"/"+q, "", append(bearer(w.cl), "IsUnscheduledAccessEvent", "maybe")...),
+		http.StatusBadRequest, "invalid", "PRECONDITION_FAILED")
+	res := do(t, http.MethodGet, ts.Base+"/"+q, "", append(bearer(w.cl), "TraceID", "8d7c6f02-0a4f-4c35-9a52-5d3d9e5d1b61")...).wantStatus(t, http.StatusOK)
+	if got := res.Header.Get("TraceID"); got != "8d7c6f02-0a4f-4c35-9a52-5d3d9e5d1b61" {
+		t.Errorf("TraceID echoed %q", got)
+	}
+	bad := nhs[:9] + string('0'+(nhs[9]-'0'+1)%10)
+	spine(t, do(t, http.MethodGet, ts.Base+"/"+lookupQuery("CareTeam", bad), "", bearer(w.cl)...), http.StatusBadRequest, "invalid", "INVALID_SEARCH_DATA")
+	spine(t, do(t, http.MethodGet, ts.Base+"/Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+bad), "", bearer(w.cl)...), http.StatusBadRequest, "invalid", "INVALID_SEARCH_DATA")
+	spine(t, do(t, http.MethodGet, ts.Base+"/Patient?identifier="+url.QueryEscape(nhsSys+"|"+bad), "", bearer(w.cl)...), http.StatusBadRequest, "invalid", "INVALID_SEARCH_DATA")
+	// A clinician may not read notifications; a search of all CareTeams
+	// names no child.
+	spine(t, do(t, http.MethodGet, ts.Base+"/Communication?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs), "", bearer(w.cl)...), http.StatusForbidden, "forbidden", "ACCESS_DENIED")
+	spine(t, do(t, http.MethodGet, ts.Base+"/CareTeam", "", bearer(w.cl)...), http.StatusForbidden, "forbidden", "ACCESS_DENIED")
+
+	// The shape of cpis-careteam-bundle-01.json: searchset, total, self
+	// link, absolute fullUrl, search.mode match, category, name, subject,
+	// telecom, period.
+	s := getSearchset(t, ts, q, bearer(w.cls)...)
+	if s.Total == nil || *s.Total != 1 || len(s.Entry) != 1 || s.Entry[0].Search.Mode != "match" {
+		t.Fatalf("lookup: %+v, want total 1 and one match", s)
+	}
+	var ct map[string]any
+	json.Unmarshal(s.Entry[0].Resource, &ct)
+	for _, k := range []string{"category", "name", "subject", "telecom", "period"} {
+		if ct[k] == nil {
+			t.Errorf("CareTeam lacks %s (the national shape has it): %s", k, s.Entry[0].Resource)
+		}
+	}
+	// Also by patient:identifier on Flag, with the plan and team included.
+	f := getSearchset(t, ts, lookupQuery("Flag", nhs)+"&_include=Flag:subject", bearer(w.cl)...)
+	if len(f.mode("match")) != 1 || len(f.mode("include")) != 1 {
+		t.Errorf("Flag lookup with _include: %d matches %d included, want 1 and 1", len(f.mode("match")), len(f.mode("include")))
+	}
+}
