@@ -428,3 +428,131 @@ func TestCPIS_LookupHeadersAndErrors(t *testing.T) {
 		t.Errorf("Flag lookup with _include: %d matches %d included, want 1 and 1", len(f.mode("match")), len(f.mode("include")))
 	}
 }
+
+// TestCPIS_CouncilUploadRules: DOMAIN.md rules 1 and 8 over HTTP with a
+// council's token, one batch entry per case, each entry's outcome saying
+// what was wrong.
+func TestCPIS_CouncilUploadRules(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	owned := func(body, ods string) string {
+		org := `{"reference":"` + w.councilRefs[ods] + `","identifier":{"system":"` + odsSys + `","value":"` + ods + `"}}`
+		return strings.Replace(body, `"gender"`, `"managingOrganization":`+org+`,"gender"`, 1)
+	}
+	n := w.nhs
+	put(t, ts, "Patient/restricted", owned(cpisPatient("restricted", n[1], "female", "2015-04-01", false, true), councilA))
+	put(t, ts, "Patient/boy", owned(cpisPatient("boy", n[2], "male", "2010-06-01", false, false), councilA))
+	put(t, ts, "Patient/adult", owned(cpisPatient("adult", n[3], "female", "2008-01-15", false, false), councilA))
+	put(t, ts, "Patient/child", owned(cpisPatient("child", n[4], "female", "2015-04-01", false, false), councilA))
+	authorA := `{"reference":"Organization/la-a","identifier":{"system":"` + odsSys + `","value":"` + councilA + `"}}`
+	authorB := `{"reference":"Organization/la-b","identifier":{"system":"` + odsSys + `","value":"` + councilB + `"}}`
+	flag := func(subject, plan, start, end, author string) string {
+		f := cpisFlag(subject, plan, start, end, "Organization/x")
+		return strings.Replace(f, `{"reference":"Organization/x"}`, author, 1)
+	}
+	bad := n[0][:9] + string('0'+(n[0][9]-'0'+1)%10)
+	unverified := strings.Replace(owned(cpisPatient("", n[5], "female", "2015-04-01", true, false), councilA), `"code":"01"`, `"code":"02"`, 1)
+	cases := []struct {
+		name, resource, url string
+		status             int
+		code, expr         string // the issue expected: its code and (last) expression
+		spine              string
+	}{
+		{"invalid NHS number", owned(cpisPatient("", bad, "female", "2015-04-01", true, false), councilA), "Patient", 422, "value", "Patient.identifier[0].value", "INVALID_SEARCH_DATA"},
+		{"unverified NHS number", unverified, "Patient", 422, "", "", ""},
+		{"restricted record", flag("Patient/restricted", cpp, "2026-01-15", "", authorA), "Flag", 422, "business-rule", "Flag.subject", ""},
+		{"unborn plan on a male", flag("Patient/boy", unborn, "2026-01-15", "2026-09-01", authorA), "Flag", 422, "business-rule", "Flag.subject", ""},
+		{"unborn plan without an end date", flag("Patient/adult", unborn, "2026-01-15", "", authorA), "Flag", 422, "", "", ""},
+		{"child plan at 18", flag("Patient/adult", cpp, "2026-01-15", "", authorA), "Flag", 422, "business-rule", "Flag.period.start", ""},
+		{"another council's record", flag("Patient/child", cpp, "2026-01-15", "", authorB), "Flag", 403, "forbidden", "", "ACCESS_DENIED"},
+		{"valid", flag("Patient/child", cpp, "2026-01-15", "", authorA), "Flag", 201, "", "", ""},
+	}
+	var entries []string
+	for i, c := range cases {
+		entries = append(entries, fmt.Sprintf(`{"fullUrl":"urn:uuid:20000000-0000-4000-8000-%012d","resource":%s,"request":{"method":"POST","url":"%s"}}`, i, c.resource, c.url))
+	}
+	b := postBundle(t, ts, `{"resourceType":"Bundle","type":"batch","entry":[`+strings.Join(entries, ",")+`]}`, "batch-response", bearer(w.la)...)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := b.Entry[i]
+			if !strings.HasPrefix(e.Response.Status, fmt.Sprint(c.status)) {
+				t.Fatalf("entry %d: status %s, want %d; outcome %s", i, e.Response.Status, c.status, e.Response.Outcome)
+			}
+			if c.status == 201 {
+				return
+			}
+			var oo struct{ Issue []outcomeIssue }
+			if err := json.Unmarshal(e.Response.Outcome, &oo); err != nil || len(oo.Issue) == 0 {
+				t.Fatalf("entry %d: outcome %s, want an OperationOutcome", i, e.Response.Outcome)
+			}
+			if strings.Contains(string(e.Response.Outcome), "99900") {
+				t.Errorf("entry %d: the outcome carries an NHS number: %s", i, e.Response.Outcome)
+			}
+			var is *outcomeIssue
+			if c.expr != "" {
+				is = findIssue(oo.Issue, c.expr)
+			} else {
+				is = &oo.Issue[0]
+			}
+			if is == nil || is.Severity != "error" || (c.code != "" && is.Code != c.code) || is.Diagnostics == "" {
+				t.Fatalf("entry %d: outcome %s, want an error %s at %s with a reason", i, e.Response.Outcome, c.code, c.expr)
+			}
+			if c.spine != "" && (len(is.Details.Coding) != 1 || is.Details.Coding[0].Code != c.spine) {
+				t.Errorf("entry %d: details %+v, want %s", i, is.Details, c.spine)
+			}
+			t.Logf("entry %d: %s", i, is.Diagnostics)
+		})
+	}
+
+	t.Run("update and delete a plan", func(t *testing.T) {
+		loc := b.Entry[len(cases)-1].Response.Location
+		ref := strings.SplitN(strings.TrimPrefix(loc, ts.Base+"/"), "/_history", 2)[0]
+		id := strings.TrimPrefix(ref, "Flag/")
+		ended := `{"id":"` + id + `",` + flag("Patient/child", cpp, "2026-01-15", "2026-02-28", authorA)[1:]
+		do(t, http.MethodPut, ts.Base+"/"+ref, ended, bearer(w.la)...).wantStatus(t, http.StatusOK)
+		// Council B may neither change nor delete it.
+		do(t, http.MethodPut, ts.Base+"/"+ref, ended, bearer(w.lb)...).wantStatus(t, http.StatusForbidden)
+		do(t, http.MethodDelete, ts.Base+"/"+ref, "", bearer(w.lb)...).wantStatus(t, http.StatusForbidden)
+		do(t, http.MethodDelete, ts.Base+"/"+ref, "", bearer(w.la)...).wantStatus(t, http.StatusNoContent)
+		do(t, http.MethodGet, ts.Base+"/"+ref, "", bearer(w.la)...).wantStatus(t, http.StatusGone)
+		// The history keeps the deleted record for audit.
+		do(t, http.MethodGet, ts.Base+"/"+ref+"/_history/2", "").wantStatus(t, http.StatusOK)
+	})
+}
+
+// TestCPIS_SupersededNumber: a council links a child's old Patient to its
+// replacement (link replaced-by); a lookup by the old number finds the
+// records of the replacement and says that the number is superseded.
+func TestCPIS_SupersededNumber(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	oldNHS, newNHS := w.nhs[0], w.nhs[1]
+	replacement := w.uploadChild(t, w.la, councilA, newNHS, cpp, "2026-01-15", "", "2015-04-01")
+	org := `{"reference":"Organization/la-a","identifier":{"system":"` + odsSys + `","value":"` + councilA + `"}}`
+	old := strings.Replace(cpisPatient("old", oldNHS, "female", "2015-04-01", false, false), `"gender"`, `"managingOrganization":`+org+`,"gender"`, 1)
+	do(t, http.MethodPut, ts.Base+"/Patient/old", old, bearer(w.la)...).wantStatus(t, http.StatusCreated)
+	if n := len(getSearchset(t, ts, lookupQuery("CareTeam", oldNHS), bearer(w.cl)...).mode("match")); n != 0 {
+		t.Fatalf("old number before the link: %d CareTeams, want 0", n)
+	}
+	linked := strings.Replace(old, `"gender"`, `"link":[{"other":{"reference":"`+replacement+`"},"type":"replaced-by"}],"gender"`, 1)
+	do(t, http.MethodPut, ts.Base+"/Patient/old", linked, bearer(w.la)...).wantStatus(t, http.StatusOK)
+	for _, typ := range []string{"CareTeam", "Flag", "CarePlan"} {
+		s := getSearchset(t, ts, lookupQuery(typ, oldNHS), bearer(w.cl)...)
+		if n := len(s.mode("match")); n != 1 {
+			t.Errorf("%s by the superseded number: %d matches, want 1 (the replacement's)", typ, n)
+		}
+		oo := s.mode("outcome")
+		is, _ := json.Marshal(oo)
+		if len(oo) != 1 || !strings.Contains(string(is), "superseded") || !strings.Contains(string(is), `"warning"`) {
+			t.Errorf("%s by the superseded number: outcome %s, want a warning that the number is superseded", typ, is)
+		}
+		if strings.Contains(string(is), newNHS) {
+			t.Errorf("the outcome names the replacement number: %s", is)
+		}
+	}
+	// The replacement's own number: no warning.
+	s := getSearchset(t, ts, lookupQuery("CareTeam", newNHS), bearer(w.cl)...)
+	if len(s.mode("match")) != 1 || len(s.mode("outcome")) != 0 {
+		t.Errorf("lookup by the new number: %d matches, %d outcomes; want 1, 0", len(s.mode("match")), len(s.mode("outcome")))
+	}
+}
