@@ -454,9 +454,9 @@ func TestCPIS_CouncilUploadRules(t *testing.T) {
 	unverified := strings.Replace(owned(cpisPatient("", n[5], "female", "2015-04-01", true, false), councilA), `"code":"01"`, `"code":"02"`, 1)
 	cases := []struct {
 		name, resource, url string
-		status             int
-		code, expr         string // the issue expected: its code and (last) expression
-		spine              string
+		status              int
+		code, expr          string // the issue expected: its code and (last) expression
+		spine               string
 	}{
 		{"invalid NHS number", owned(cpisPatient("", bad, "female", "2015-04-01", true, false), councilA), "Patient", 422, "value", "Patient.identifier[0].value", "INVALID_SEARCH_DATA"},
 		{"unverified NHS number", unverified, "Patient", 422, "", "", ""},
