@@ -134,6 +134,9 @@ type Main struct {
 	// Auth is "on" (the default when empty) or "off"; off serves every
 	// request as an anonymous administrator, for development only.
 	Auth string
+	// RetentionDays is how many days ended CP-IS records stay visible;
+	// zero means 365.
+	RetentionDays int
 
 	Stdout, Stderr io.Writer
 
@@ -155,6 +158,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.MaxConditionalDeletes, "max-conditional-deletes", 1, "most resources one conditional delete removes (412 beyond); 1 is single mode")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
+	fs.IntVar(&m.RetentionDays, "retention", 365, "days ended CP-IS records stay visible before they leave searches (they stay in the history)")
 	return fs.Parse(args)
 }
 
@@ -225,10 +229,19 @@ func (m *Main) Run(ctx context.Context) error {
 
 		MaxBundleEntries:      m.MaxBundleEntries,
 		MaxConditionalDeletes: m.MaxConditionalDeletes,
+		Retention:             time.Duration(m.RetentionDays) * 24 * time.Hour,
 	})
 	if err != nil {
 		return err
 	}
+	if m.RetentionDays < 0 {
+		return fmt.Errorf("--retention %d: want a number of days, 0 or more", m.RetentionDays)
+	}
+	// The plan lifecycle: on start, then daily (safe with several servers).
+	lctx, stopLifecycle := context.WithCancel(ctx)
+	defer stopLifecycle()
+	host, _ := os.Hostname()
+	srv.StartLifecycle(lctx, fmt.Sprintf("%s:%d", host, os.Getpid()))
 	ln, err := net.Listen("tcp", m.Addr)
 	if err != nil {
 		return err

@@ -556,3 +556,109 @@ func TestCPIS_SupersededNumber(t *testing.T) {
 		t.Errorf("lookup by the new number: %d matches, %d outcomes; want 1, 0", len(s.mode("match")), len(s.mode("outcome")))
 	}
 }
+
+// TestCPIS_Lifecycle: child plans end at the 18th birthday; ended records
+// leave lookups after the retention period and stay in the history; a
+// second server's run the same day does nothing.
+func TestCPIS_Lifecycle(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	// Born 2008-03-05: 18 on 2026-03-05 (the clock starts 2026-03-01).
+	turning := w.nhs[0]
+	w.uploadChild(t, w.la, councilA, turning, cpp, "2025-06-01", "", "2008-03-05")
+	young := w.nhs[1]
+	w.uploadChild(t, w.la, councilA, young, lac, "2025-06-01", "", "2015-04-01")
+	// An unborn plan on an adult: not a child plan, ends on its own date.
+	mother := w.nhs[2]
+	w.uploadChild(t, w.la, councilA, mother, unborn, "2026-01-01", "2026-06-30", "1995-01-01")
+
+	run := func(holder string) server.LifecycleResult {
+		t.Helper()
+		res, err := w.ts.srv.RunLifecycle(t.Context(), holder)
+		if err != nil {
+			t.Fatalf("RunLifecycle: %v", err)
+		}
+		return res
+	}
+	lookup := func(typ, nhs string) []map[string]any {
+		t.Helper()
+		return getSearchset(t, ts, lookupQuery(typ, nhs), bearer(w.cl)...).mode("match")
+	}
+	if res := run("a"); res.Skipped || res.Ended != 0 || res.Removed != 0 {
+		t.Errorf("first run: %+v, want nothing to do", res)
+	}
+	if res := run("b"); !res.Skipped {
+		t.Errorf("a second server the same day: %+v, want skipped", res)
+	}
+
+	ts.Clock.Add(4 * 24 * time.Hour) // 2026-03-05
+	w.renew(t)
+	if res := run("b"); res.Skipped || res.Ended != 3 {
+		t.Errorf("run on the 18th birthday: %+v, want 3 ended (Flag, CarePlan, CareTeam)", res)
+	}
+	for typ, want := range map[string]string{"Flag": "inactive", "CarePlan": "completed", "CareTeam": "inactive"} {
+		rs := lookup(typ, turning)
+		if len(rs) != 1 {
+			t.Fatalf("%s after the 18th birthday: %d matches, want 1 (still visible with its end date)", typ, len(rs))
+		}
+		period, _ := rs[0]["period"].(map[string]any)
+		if rs[0]["status"] != want || period["end"] != "2026-03-05" {
+			t.Errorf("%s after the 18th birthday: status %v, period %v; want %s ending 2026-03-05", typ, rs[0]["status"], period, want)
+		}
+	}
+	for _, typ := range []string{"Flag", "CareTeam"} {
+		if rs := lookup(typ, young); len(rs) != 1 || rs[0]["status"] != "active" {
+			t.Errorf("%s of a younger child: %v, want it active", typ, rs)
+		}
+	}
+	if rs := lookup("Flag", mother); len(rs) != 1 || rs[0]["status"] != "active" {
+		t.Errorf("unborn plan of an adult: %v, want it untouched", rs)
+	}
+	// An attendance after the end notifies no one and warns nothing.
+	res := do(t, http.MethodPost, ts.Base+"/Encounter", encounter(`{"identifier":{"system":"`+nhsSys+`","value":"`+turning+`"}}`), bearer(w.cl)...).
+		wantStatus(t, http.StatusCreated)
+	if res.Header.Get("Warning") != "" || len(w.communications(t, w.la, turning)) != 0 {
+		t.Errorf("attendance after the plan ended: Warning %q, notifications %d; want none", res.Header.Get("Warning"), len(w.communications(t, w.la, turning)))
+	}
+
+	ts.Clock.Add(365 * 24 * time.Hour) // 2027-03-05: the end is exactly 365 days ago
+	w.renew(t)
+	if res := run("a"); res.Removed != 0 {
+		t.Errorf("run 365 days after the end: %+v, want nothing removed yet", res)
+	}
+	ts.Clock.Add(24 * time.Hour)
+	w.renew(t)
+	// The unborn plan ended 2026-06-30: still within retention.
+	if res := run("a"); res.Removed != 3 {
+		t.Errorf("run 366 days after the end: %+v, want 3 removed", res)
+	}
+	for _, typ := range []string{"Flag", "CarePlan", "CareTeam"} {
+		if rs := lookup(typ, turning); len(rs) != 0 {
+			t.Errorf("%s after the retention period: %d matches, want 0", typ, len(rs))
+		}
+		if rs := lookup(typ, mother); len(rs) != 1 {
+			t.Errorf("%s of the unborn plan (ended 2026-06-30): %d matches, want 1", typ, len(rs))
+		}
+	}
+	// The history keeps the removed records.
+	hist := getHistory(t, ts, "Flag/_history")
+	if !strings.Contains(hist, `"method":"DELETE"`) {
+		t.Errorf("Flag history lacks the deletion")
+	}
+
+	t.Run("retention configured", func(t *testing.T) {
+		ts := startServer(t, server.Config{Retention: 30 * 24 * time.Hour})
+		w := &cpisWorld{ts: ts, councilRefs: map[string]string{councilA: "Organization/la-a"}, nhs: []string{turning}}
+		put(t, ts, "Organization/la-a", `{"resourceType":"Organization","id":"la-a","identifier":[{"system":"`+odsSys+`","value":"`+councilA+`"}],"name":"Council A"}`)
+		w.renew(t)
+		w.uploadChild(t, w.la, councilA, turning, cpp, "2025-06-01", "2026-01-15", "2015-04-01")
+		if res, err := ts.srv.RunLifecycle(t.Context(), "a"); err != nil || res.Removed != 3 {
+			t.Errorf("run 45 days after the end with 30 days' retention: %+v %v, want 3 removed", res, err)
+		}
+	})
+}
+
+func getHistory(t *testing.T, ts *testServer, path string) string {
+	t.Helper()
+	return string(do(t, http.MethodGet, ts.Base+"/"+path, "").wantStatus(t, http.StatusOK).Body)
+}

@@ -64,6 +64,10 @@ type Config struct {
 	// request then acts as an administrator ("anonymous", system/*.*).
 	// See https://hl7.org/fhir/smart-app-launch/.
 	Verifier *smart.Verifier
+	// Retention is how long ended CP-IS records stay visible before the
+	// lifecycle removes them from searches (cpis_lifecycle.go); zero
+	// means DefaultRetention (365 days).
+	Retention time.Duration
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
