@@ -14,6 +14,7 @@ package server
 // See https://hl7.org/fhir/R4/communication.html and README "CP-IS workflow".
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -345,24 +346,12 @@ func (s *Server) notifyContact(tx fhir.Tx, k contact) (records int, sent []*fhir
 		}
 		c.flags, c.parsed = append(c.flags, rs[i]), append(c.parsed, f)
 	}
-	since := fhir.FormatInstant(k.At.Add(-notifyWindow))
 	for _, c := range councils {
-		recipient := url.Values{}
-		if c.ods != "" {
-			recipient["recipient:identifier"] = []string{odsSystem + "|" + c.ods}
-		} else {
-			recipient["recipient"] = []string{c.ref}
-		}
-		q := url.Values{"subject": {c.subject}, "sender:identifier": {odsSystem + "|" + k.SiteODS},
-			"category": {categorySystem + "|notification"}, "sent": {"ge" + since}, "_count": {"1"}}
-		for key, v := range recipient {
-			q[key] = v
-		}
-		prior, err := s.sysSearch(tx, "Communication", q)
+		told, err := s.toldSince(tx, c, k.SiteODS, k.At.Add(-notifyWindow))
 		if err != nil {
 			return 0, nil, err
 		}
-		if len(prior) > 0 {
+		if told {
 			continue
 		}
 		r, err := s.writeNotification(tx, k, &pt, nhs, c)
@@ -372,6 +361,55 @@ func (s *Server) notifyContact(tx fhir.Tx, k contact) (records int, sent []*fhir
 		sent = append(sent, r)
 	}
 	return len(rs), sent, nil
+}
+
+// toldSince reports whether council c was sent a notification about its
+// Patient of the child for a contact with the care organisation site at or
+// after since. The search is by the child's Patient alone (few
+// notifications each); sender, recipient and time are compared here,
+// because an ODS code or a time range shared by many notifications is a
+// poor index to start from.
+func (s *Server) toldSince(tx fhir.Tx, c *council, site string, since time.Time) (bool, error) {
+	q, err := fhir.ParseSearch("Communication", url.Values{"subject": {c.subject}, "_count": {"100"}},
+		fhir.SearchOptions{Registry: s.registry, Strict: true})
+	if err != nil {
+		return false, err
+	}
+	q.Total = fhir.TotalNone
+	var cursor fhir.Cursor
+	for {
+		page, err := tx.Search(q, cursor, false)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range page.Matches {
+			var n struct {
+				Category  []jsonConcept `json:"category"`
+				Sender    jsonRef       `json:"sender"`
+				Recipient []jsonRef     `json:"recipient"`
+				Sent      string        `json:"sent"`
+			}
+			if json.Unmarshal(r.JSON, &n) != nil || n.Sender.identifier(odsSystem) != site {
+				continue
+			}
+			if t, err := time.Parse(time.RFC3339Nano, n.Sent); err != nil || t.Before(since) {
+				continue
+			}
+			notification := false
+			for _, cat := range n.Category {
+				notification = notification || cat.code(categorySystem) == "notification"
+			}
+			for _, rc := range n.Recipient {
+				if notification && ((c.ods != "" && rc.identifier(odsSystem) == c.ods) || (c.ods == "" && rc.Reference == c.ref)) {
+					return true, nil
+				}
+			}
+		}
+		if page.Next == nil {
+			return false, nil
+		}
+		cursor = page.Next
+	}
 }
 
 // socialWorker returns the PractitionerRole a council registered for its
@@ -395,30 +433,57 @@ func (s *Server) socialWorker(tx fhir.Tx, c *council) string {
 	return rs[0].Ref()
 }
 
-// notification is the Communication written to a council.
-type notification struct {
-	ResourceType string        `json:"resourceType"`
-	Meta         any           `json:"meta"`
-	Status       string        `json:"status"`
-	Category     []jsonConcept `json:"category"`
-	Subject      jsonRef       `json:"subject"`
-	About        []jsonRef     `json:"about"`
-	Encounter    *jsonRef      `json:"encounter,omitempty"`
-	Sent         string        `json:"sent"`
-	Recipient    []jsonRef     `json:"recipient"`
-	Sender       jsonRef       `json:"sender"`
-	Payload      []struct {
+// The Communication written to a council is built from these types, whose
+// fields are declared in the order of their JSON names: encoding/json then
+// writes the canonical JSON that the codec would (sorted keys, no HTML
+// escaping), so that the notification costs no parse inside the store's
+// single writer (TestCPIS_NotificationCanonical checks the equality).
+type (
+	outIdentifier struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	}
+	outRef struct {
+		Display    string         `json:"display,omitempty"`
+		Identifier *outIdentifier `json:"identifier,omitempty"`
+		Reference  string         `json:"reference,omitempty"`
+	}
+	outCoding struct {
+		Code    string `json:"code"`
+		Display string `json:"display"`
+		System  string `json:"system"`
+	}
+	outConcept struct {
+		Coding []outCoding `json:"coding"`
+	}
+	outMeta struct {
+		LastUpdated string   `json:"lastUpdated"`
+		Profile     []string `json:"profile"`
+		VersionID   string   `json:"versionId"`
+	}
+	outPayload struct {
 		ContentString string `json:"contentString"`
-	} `json:"payload"`
-}
+	}
+	notification struct {
+		About        []outRef     `json:"about"`
+		Category     []outConcept `json:"category"`
+		Encounter    *outRef      `json:"encounter,omitempty"`
+		ID           string       `json:"id"`
+		Meta         outMeta      `json:"meta"`
+		Payload      []outPayload `json:"payload"`
+		Recipient    []outRef     `json:"recipient"`
+		ResourceType string       `json:"resourceType"`
+		Sender       outRef       `json:"sender"`
+		Sent         string       `json:"sent"`
+		Status       string       `json:"status"`
+		Subject      outRef       `json:"subject"`
+	}
+)
 
-func identRef(ref, system, value, display string) jsonRef {
-	r := jsonRef{Reference: ref, Display: display}
+func identRef(ref, system, value, display string) outRef {
+	r := outRef{Reference: ref, Display: display}
 	if value != "" {
-		r.Identifier = &struct {
-			System string `json:"system,omitempty"`
-			Value  string `json:"value,omitempty"`
-		}{system, value}
+		r.Identifier = &outIdentifier{system, value}
 	}
 	return r
 }
@@ -426,46 +491,40 @@ func identRef(ref, system, value, display string) jsonRef {
 // writeNotification writes the Communication that tells council c of the
 // contact k.
 func (s *Server) writeNotification(tx fhir.Tx, k contact, pt *patientRecord, nhs string, c *council) (*fhir.Resource, error) {
+	id, now := fhir.NewID(), tx.Now()
 	n := notification{
 		ResourceType: "Communication",
-		Meta:         map[string]any{"profile": []string{profileURL("CPIS-Communication")}},
+		ID:           id,
+		Meta:         outMeta{LastUpdated: fhir.FormatInstant(now), Profile: []string{profileURL("CPIS-Communication")}, VersionID: "1"},
 		Status:       "completed",
-		Category:     []jsonConcept{{Coding: []jsonCoding{{System: categorySystem, Code: "notification", Display: "Notification"}}}},
+		Category:     []outConcept{{Coding: []outCoding{{System: categorySystem, Code: "notification", Display: "Notification"}}}},
 		Subject:      identRef(c.subject, nhsNumberSystem, nhs, ""),
 		Sent:         fhir.FormatInstant(k.At),
 		Sender:       identRef(k.SiteRef, odsSystem, k.SiteODS, k.SiteName),
 	}
 	for _, f := range c.flags {
-		n.About = append(n.About, jsonRef{Reference: f.Ref()})
+		n.About = append(n.About, outRef{Reference: f.Ref()})
 	}
 	switch {
 	case strings.HasPrefix(k.Trigger, "Encounter/"):
-		n.Encounter = &jsonRef{Reference: k.Trigger}
+		n.Encounter = &outRef{Reference: k.Trigger}
 	case k.Trigger != "":
-		n.About = append(n.About, jsonRef{Reference: k.Trigger})
+		n.About = append(n.About, outRef{Reference: k.Trigger})
 	}
 	n.Recipient = append(n.Recipient, identRef(c.ref, odsSystem, c.ods, c.name))
 	if sw := s.socialWorker(tx, c); sw != "" {
-		n.Recipient = append(n.Recipient, jsonRef{Reference: sw})
+		n.Recipient = append(n.Recipient, outRef{Reference: sw})
 	}
-	n.Payload = []struct {
-		ContentString string `json:"contentString"`
-	}{{notificationText(k, pt, nhs, c)}}
-	body, err := json.Marshal(&n)
-	if err != nil {
+	n.Payload = []outPayload{{notificationText(k, pt, nhs, c)}}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&n); err != nil {
 		return nil, err
 	}
-	p, err := s.codec.Parse(body)
-	if err != nil {
-		return nil, fmt.Errorf("notify: the notification is not valid: %w", err)
-	}
-	id, now := fhir.NewID(), tx.Now()
-	p.Stamp(id, 1, now)
-	b, err := s.codec.Marshal(p)
-	if err != nil {
-		return nil, err
-	}
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	r := &fhir.Resource{Type: "Communication", ID: id, VersionID: 1, LastUpdated: now, Method: fhir.MethodCreate, JSON: b}
+	var err error
 	if r.Index, err = s.svc.Indexer.Index("Communication", b); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/fhir/fhirtest"
 	"github.com/cpis-fhir/cpis/server"
 	"github.com/cpis-fhir/cpis/server/smart"
@@ -427,6 +428,18 @@ func TestCPIS_LookupHeadersAndErrors(t *testing.T) {
 	if len(f.mode("match")) != 1 || len(f.mode("include")) != 1 {
 		t.Errorf("Flag lookup with _include: %d matches %d included, want 1 and 1", len(f.mode("match")), len(f.mode("include")))
 	}
+	f = getSearchset(t, ts, lookupQuery("Flag", nhs)+"&_include=Flag:detail&_include:iterate=CarePlan:care-team", bearer(w.cl)...)
+	var types []string
+	for _, r := range f.mode("include") {
+		types = append(types, r["resourceType"].(string))
+	}
+	if len(f.mode("match")) != 1 || strings.Join(types, " ") != "CarePlan CareTeam" && strings.Join(types, " ") != "CareTeam CarePlan" {
+		t.Errorf("Flag lookup with the plan and its team: %d matches, included %v; want 1 and CarePlan, CareTeam", len(f.mode("match")), types)
+	}
+	f = getSearchset(t, ts, "Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs)+"&_include=Flag:detail", bearer(w.cl)...)
+	if len(f.mode("match")) != 1 || len(f.mode("include")) != 1 {
+		t.Errorf("Flag?subject:identifier with _include=Flag:detail: %d matches %d included, want 1 and 1", len(f.mode("match")), len(f.mode("include")))
+	}
 }
 
 // TestCPIS_CouncilUploadRules: DOMAIN.md rules 1 and 8 over HTTP with a
@@ -661,4 +674,41 @@ func TestCPIS_Lifecycle(t *testing.T) {
 func getHistory(t *testing.T, ts *testServer, path string) string {
 	t.Helper()
 	return string(do(t, http.MethodGet, ts.Base+"/"+path, "").wantStatus(t, http.StatusOK).Body)
+}
+
+// TestCPIS_NotificationCanonical: a notification is stored as the canonical
+// JSON the codec makes of it (it is written without a parse), and is valid
+// R4.
+func TestCPIS_NotificationCanonical(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	put(t, ts, "Organization/site", `{"resourceType":"Organization","id":"site","identifier":[{"system":"`+odsSys+`","value":"`+siteODS+`"}],"name":"St Mary's & <Royal> \"Infirmary\" é"}`)
+	pa := w.uploadChild(t, w.la, councilA, w.nhs[0], cpp, "2026-01-15", "", "2015-04-01")
+	do(t, http.MethodPost, ts.Base+"/Encounter", encounter(`{"reference":"`+pa+`"}`), bearer(w.cl)...).wantStatus(t, http.StatusCreated)
+	cs := w.communications(t, w.la, w.nhs[0])
+	if len(cs) != 1 {
+		t.Fatalf("notifications: %d, want 1", len(cs))
+	}
+	r, err := ts.Store.Read(t.Context(), "Communication", cs[0]["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := codec.Parse(r.JSON)
+	if err != nil {
+		t.Fatalf("stored notification is not valid R4: %v; %s", err, r.JSON)
+	}
+	canon, err := codec.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(canon) != string(r.JSON) {
+		t.Errorf("stored notification is not canonical:\n got %s\nwant %s", r.JSON, canon)
+	}
+	if !strings.Contains(string(r.JSON), `St Mary's & <Royal>`) {
+		t.Errorf("site name not in the payload: %s", r.JSON)
+	}
 }

@@ -4,7 +4,8 @@
 -- (NHS numbers from the 999 range with a valid Modulus 11 check digit,
 -- counting up from START, default 999200000; threads take disjoint ranges).
 -- Resources per second = 100 x requests per second.
---   wrk -t4 -c4 -d20s -s testdata/wrk/transaction.lua http://127.0.0.1:8080/fhir
+-- TOKEN, when set, is sent as the bearer token (an admin's or a council's).
+--   TOKEN=$(cpis token --role admin) wrk -t4 -c4 -d20s -s testdata/wrk/transaction.lua http://127.0.0.1:8080/fhir
 local counter = 0
 local stride = 100000
 local base = tonumber(os.getenv("START") or "999200000")
@@ -53,7 +54,9 @@ function request()
     parts[#parts + 1] = child(i, nhs())
   end
   local body = '{"resourceType":"Bundle","type":"transaction","entry":[' .. table.concat(parts, ",") .. ']}'
-  return wrk.format("POST", nil, {["Content-Type"] = "application/fhir+json", ["Prefer"] = "return=minimal"}, body)
+  local h = {["Content-Type"] = "application/fhir+json", ["Prefer"] = "return=minimal"}
+  if os.getenv("TOKEN") then h["Authorization"] = "Bearer " .. os.getenv("TOKEN") end
+  return wrk.format("POST", nil, h, body)
 end
 
 local bad = 0
