@@ -88,3 +88,65 @@ func BenchmarkCPIS_Attendance(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "attendances/s")
 }
+
+// BenchmarkCPIS_LookupNoRecord: the national lookup
+// CareTeam?patient:identifier=nhs|X by an unscheduled-care clinician for a
+// child with no record (99% of lookups), 32 clients, with 200 flagged
+// children stored.
+//
+//	go test ./server -run '^$' -bench CPIS_Lookup -benchtime 20000x
+func BenchmarkCPIS_LookupNoRecord(b *testing.B) {
+	benchLookup(b, false)
+}
+
+// BenchmarkCPIS_LookupRecord: the same lookup for flagged children.
+func BenchmarkCPIS_LookupRecord(b *testing.B) {
+	benchLookup(b, true)
+}
+
+func benchLookup(b *testing.B, flagged bool) {
+	const children = 200
+	ts := startServer(b, server.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+	b.Cleanup(client.CloseIdleConnections)
+	put(b, ts, "Organization/la-a", `{"resourceType":"Organization","id":"la-a","identifier":[{"system":"`+odsSys+`","value":"`+councilA+`"}],"name":"Council A"}`)
+	la := ts.TokenFor(b, smart.AccessToken{Role: smart.RoleLA, ODS: councilA, Subject: "la-a-system", ClientID: "la-a"})
+	var nums []string
+	for serial := 7000; len(nums) < 2*children; serial++ {
+		if n, ok := fhirtest.NHSNumber(serial); ok {
+			nums = append(nums, n)
+		}
+	}
+	for i := range children {
+		postBundle(b, ts, upload(councilA, nums[i], cpp, "2026-01-15", "", "2015-04-01"), "transaction-response", bearer(la)...)
+	}
+	asked := nums[children:]
+	if flagged {
+		asked = nums[:children]
+	}
+	tok := "Bearer " + ts.TokenFor(b, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: siteODS, SDSRole: "R8000", Subject: "dr", ClientID: "epr"})
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := asked[int(next.Add(1))%len(asked)]
+			req, _ := http.NewRequest(http.MethodGet, ts.Base+"/"+lookupQuery("CareTeam", n), nil)
+			req.Header.Set("Authorization", tok)
+			res, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, res.Body)
+			res.Body.Close()
+			if res.StatusCode != http.StatusOK {
+				b.Errorf("status %d, want 200", res.StatusCode)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "lookups/s")
+}
