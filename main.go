@@ -11,6 +11,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -55,6 +56,8 @@ Usage:
   cpis keys rotate      start signing with a new key (cpis keys rotate -h)
   cpis audit verify     check the audit trail's hash chain; report the first break
   cpis audit export     print the audit trail's records, one JSON object a line
+  cpis client add       register an OAuth client (cpis client add -h)
+  cpis user add         register a user of the login page (cpis user add -h)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -84,6 +87,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return reindex(ctx, store, fhir.NewSearchRegistry(), stdout)
 	case "token":
 		return tokenCommand(args[1:], stdout, stderr)
+	case "client", "user":
+		if len(args) < 2 || args[1] != "add" {
+			fmt.Fprint(stderr, usage)
+			return fmt.Errorf("usage: cpis %s add --data DIR --id ID ... (cpis %s add -h)", args[0], args[0])
+		}
+		if args[0] == "client" {
+			return clientAdd(args[2:], os.Stdin, stdout, stderr)
+		}
+		return userAdd(args[2:], os.Stdin, stdout, stderr)
 	case "keys":
 		if len(args) < 2 || args[1] != "rotate" {
 			fmt.Fprint(stderr, usage)
@@ -137,6 +149,26 @@ type Main struct {
 	// RetentionDays is how many days ended CP-IS records stay visible;
 	// zero means 365.
 	RetentionDays int
+	// TokenTTL is the lifetime of the access tokens the authorization
+	// server issues.
+	TokenTTL time.Duration
+	// RateLimit, RateBurst, OAuthRateLimit and CORSOrigins are
+	// server.Config's (CORSOrigins comma separated).
+	RateLimit      float64
+	RateBurst      int
+	OAuthRateLimit float64
+	CORSOrigins    string
+	// OIDCIssuer and OIDCAudience, when set, also trust an external OpenID
+	// Connect issuer's access tokens (resource-server mode); the claim
+	// flags name the claims of role, ODS code and SDS role.
+	OIDCIssuer, OIDCAudience                      string
+	OIDCRoleClaim, OIDCODSClaim, OIDCSDSRoleClaim string
+	// Demo registers demo users and an app at start and prints how to get
+	// tokens (registerDemo).
+	Demo bool
+	// TLSCert and TLSKey are PEM files; with both the server speaks only
+	// HTTPS and sends HSTS.
+	TLSCert, TLSKey string
 
 	Stdout, Stderr io.Writer
 
@@ -157,6 +189,19 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&m.MaxBundleEntries, "max-bundle-entries", 10000, "most entries a batch or transaction Bundle may hold (413 beyond)")
 	fs.IntVar(&m.MaxConditionalDeletes, "max-conditional-deletes", 1, "most resources one conditional delete removes (412 beyond); 1 is single mode")
 	fs.DurationVar(&m.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "time in-flight requests get to finish on shutdown")
+	fs.DurationVar(&m.TokenTTL, "token-ttl", time.Hour, "lifetime of the access tokens the built-in authorization server issues (at most 24h)")
+	fs.Float64Var(&m.RateLimit, "rate-limit", 0, "requests per second one client (token client_id) may send to /fhir; 0 means no limit")
+	fs.IntVar(&m.RateBurst, "rate-burst", 0, "burst of --rate-limit (default 2 x the rate)")
+	fs.Float64Var(&m.OAuthRateLimit, "oauth-rate-limit", 10, "POSTs per second one remote address may send to the OAuth endpoints (bursts of 5 x)")
+	fs.StringVar(&m.CORSOrigins, "cors-origins", "", "comma-separated origins browser apps may call from, or * (default: none)")
+	fs.StringVar(&m.OIDCIssuer, "oidc-issuer", "", "also accept access tokens of this OpenID Connect issuer (resource-server mode)")
+	fs.StringVar(&m.OIDCAudience, "oidc-audience", "", "the aud the issuer's tokens must carry (required with --oidc-issuer)")
+	fs.StringVar(&m.OIDCRoleClaim, "oidc-role-claim", "cpis_role", "claim of the issuer's tokens holding the CP-IS role")
+	fs.StringVar(&m.OIDCODSClaim, "oidc-ods-claim", "cpis_ods", "claim holding the organisation's ODS code")
+	fs.StringVar(&m.OIDCSDSRoleClaim, "oidc-sds-role-claim", "cpis_sds_role", "claim holding the SDS job role code")
+	fs.BoolVar(&m.Demo, "demo", false, "register demo users and a demo app (new passwords at each start) and print how to obtain tokens")
+	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS only")
+	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	fs.IntVar(&m.RetentionDays, "retention", 365, "days ended CP-IS records stay visible before they leave searches (they stay in the history)")
 	return fs.Parse(args)
@@ -205,13 +250,32 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	var verifier *smart.Verifier
+	var authServer *smart.AuthServer
 	switch m.Auth {
 	case "", "on":
 		keys, err := smart.OpenKeySet(filepath.Join(m.DataDir, keysFile))
 		if err != nil {
 			return err
 		}
-		verifier = smart.NewVerifier(smart.VerifierConfig{Keys: keys, Audience: m.BaseURL})
+		vc := smart.VerifierConfig{Keys: keys, Audience: m.BaseURL}
+		if m.OIDCIssuer != "" {
+			if m.OIDCAudience == "" {
+				return errors.New("--oidc-issuer needs --oidc-audience")
+			}
+			vc.External = &smart.OIDCConfig{Issuer: m.OIDCIssuer, Audience: m.OIDCAudience,
+				RoleClaim: m.OIDCRoleClaim, ODSClaim: m.OIDCODSClaim, SDSRoleClaim: m.OIDCSDSRoleClaim}
+		}
+		verifier = smart.NewVerifier(vc)
+		registry, err := smart.OpenRegistry(m.DataDir)
+		if err != nil {
+			return err
+		}
+		replay, err := smart.OpenReplayStore(filepath.Join(m.DataDir, replayFile), nil)
+		if err != nil {
+			return err
+		}
+		defer replay.Close()
+		authServer = smart.NewAuthServer(smart.AuthServerConfig{Keys: keys, Registry: registry, Replay: replay, AccessTTL: m.TokenTTL})
 	case "off":
 		logger.Warn("AUTHENTICATION IS OFF (--auth=off): every request acts as an administrator; never run this with real data")
 		fmt.Fprintln(m.Stderr, "cpis: WARNING: authentication is off (--auth=off); every request acts as an administrator")
@@ -219,13 +283,18 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("--auth %q: want on or off", m.Auth)
 	}
 	srv, err := server.New(store, codec, server.Config{
-		Verifier:     verifier,
-		BaseURL:      m.BaseURL,
-		MaxBodyBytes: m.MaxBodyBytes,
-		Logger:       logger,
-		Version:      version,
-		Registry:     registry,
-		CursorKey:    cursorKey,
+		Verifier:       verifier,
+		Auth:           authServer,
+		RateLimit:      m.RateLimit,
+		RateBurst:      m.RateBurst,
+		OAuthRateLimit: m.OAuthRateLimit,
+		CORSOrigins:    splitList(m.CORSOrigins),
+		BaseURL:        m.BaseURL,
+		MaxBodyBytes:   m.MaxBodyBytes,
+		Logger:         logger,
+		Version:        version,
+		Registry:       registry,
+		CursorKey:      cursorKey,
 
 		MaxBundleEntries:      m.MaxBundleEntries,
 		MaxConditionalDeletes: m.MaxConditionalDeletes,
@@ -233,6 +302,19 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	if err != nil {
 		return err
+	}
+	if m.Demo && authServer == nil {
+		return errors.New("--demo needs authentication on")
+	}
+	var tlsConfig *tls.Config
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	} else if m.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(m.TLSCert, m.TLSKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
 	if m.RetentionDays < 0 {
 		return fmt.Errorf("--retention %d: want a number of days, 0 or more", m.RetentionDays)
@@ -255,12 +337,33 @@ func (m *Main) Run(ctx context.Context) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 	logger.Info("serving", "addr", ln.Addr().String(), "fhir_base", server.FHIRBase, "data", m.DataDir)
-	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at http://%s%s (data in %s)\n", displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
+	scheme := "http"
+	if tlsConfig != nil {
+		scheme = "https"
+		hs.TLSConfig = tlsConfig
+	}
+	fmt.Fprintf(m.Stdout, "cpis: serving FHIR R4 at %s://%s%s (data in %s)\n", scheme, displayAddr(ln.Addr()), server.FHIRBase, m.DataDir)
+	if m.Demo {
+		base := m.BaseURL
+		if base == "" {
+			base = scheme + "://" + displayAddr(ln.Addr()) + server.FHIRBase
+		}
+		if err := registerDemo(m.DataDir, base, m.Stdout); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	if m.Ready != nil {
 		m.Ready <- ln.Addr().String()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if tlsConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err
@@ -332,8 +435,17 @@ func loadKey(path string) ([]byte, error) {
 	return b, nil
 }
 
-// keysFile is the signing key file in the data folder.
-const keysFile = "signing-keys.json"
+// appScope is what an app (a client with redirect URIs) may be granted by
+// default: reads in the patient and user contexts, Encounter creates, and
+// the launch and refresh scopes; the role policy narrows it per user.
+const appScope = "launch launch/patient offline_access online_access patient/*.rs user/*.rs patient/Encounter.c user/Encounter.c"
+
+// keysFile is the signing key file in the data folder; replayFile keeps
+// the used client assertion jtis and refresh tokens.
+const (
+	keysFile   = "signing-keys.json"
+	replayFile = "jti.log"
+)
 
 // tokenCommand is cpis token: it prints an access token signed with the
 // data folder's current key and audits the issue in DIR/audit-admin.log.
@@ -457,4 +569,173 @@ func auditCommand(ctx context.Context, cmd string, args []string, stdout, stderr
 	}
 	fmt.Fprintf(out, "cpis: audit trail intact: %d records; head %d %x\n", rep.Rows, rep.HeadSeq, rep.HeadHash)
 	return nil
+}
+
+// clientAdd is cpis client add: it registers an OAuth client in the data
+// folder. A secret is read from stdin (one line) and kept only as a hash.
+func clientAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cpis client add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./cpis-data", "data folder")
+	id := fs.String("id", "", "client id (required)")
+	jwksFile := fs.String("jwks", "", "file with the client's public JWK Set (private_key_jwt)")
+	jwksURL := fs.String("jwks-url", "", "URL of the client's public JWK Set (private_key_jwt)")
+	secretStdin := fs.Bool("secret-stdin", false, "read a client secret from stdin (client_secret_basic/post)")
+	public := fs.Bool("public", false, "a public client (browser app, PKCE, no secret)")
+	role := fs.String("role", "", "role of the client's own tokens (client_credentials): la, clinician-unscheduled, clinician-scheduled or admin; optional for --public")
+	ods := fs.String("ods", "", "ODS code of the client's organisation")
+	sdsRole := fs.String("sds-role", "", "SDS job role code")
+	scope := fs.String("scope", "", "every scope the client may be granted, space separated (default: the role's scopes)")
+	var redirects []string
+	fs.Func("redirect-uri", "a redirect URI of an app (repeatable)", func(v string) error {
+		redirects = append(redirects, v)
+		return nil
+	})
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c := smart.Client{ID: *id, Role: smart.Role(*role), ODS: *ods, SDSRole: *sdsRole, Scope: *scope, RedirectURIs: redirects,
+		JWKSURL: *jwksURL, Public: *public}
+	if c.Scope == "" {
+		c.Scope = smart.DefaultScope(c.Role)
+		if len(redirects) > 0 {
+			c.Scope = strings.TrimSpace(c.Scope + " " + appScope)
+		}
+	}
+	if *jwksFile != "" {
+		b, err := os.ReadFile(*jwksFile)
+		if err != nil {
+			return err
+		}
+		var set smart.JWKS
+		if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) == 0 {
+			return fmt.Errorf("--jwks %s: not a JWK Set with keys", *jwksFile)
+		}
+		for _, k := range set.Keys {
+			if k.D != "" {
+				return fmt.Errorf("--jwks %s: holds a private key; register the public keys only", *jwksFile)
+			}
+		}
+		c.JWKS = &set
+	}
+	secret := ""
+	if *secretStdin {
+		var err error
+		if secret, err = readLine(stdin); err != nil {
+			return err
+		}
+		if len(secret) < 16 {
+			return errors.New("--secret-stdin: a client secret needs at least 16 characters")
+		}
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	reg, err := smart.OpenRegistry(*dir)
+	if err != nil {
+		return err
+	}
+	if err := reg.AddClient(c, secret); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cpis: client %s registered\n", c.ID)
+	return auditAdmin(*dir, "client-add", map[string]string{"id": c.ID, "role": *role, "ods": *ods, "scope": c.Scope})
+}
+
+// userAdd is cpis user add: it registers a user of the login page; the
+// password is read from stdin (one line) and kept only as a bcrypt hash.
+func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cpis user add", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("data", "./cpis-data", "data folder")
+	id := fs.String("id", "", "user name (required)")
+	role := fs.String("role", "", "role: la, clinician-unscheduled, clinician-scheduled or admin")
+	ods := fs.String("ods", "", "ODS code of the user's organisation")
+	sdsRole := fs.String("sds-role", "", "SDS job role code, such as R8000")
+	passwordStdin := fs.Bool("password-stdin", false, "read the password from stdin (required)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if !*passwordStdin {
+		return errors.New("--password-stdin is required: passwords are never given as arguments")
+	}
+	password, err := readLine(stdin)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return fmt.Errorf("data folder: %w", err)
+	}
+	reg, err := smart.OpenRegistry(*dir)
+	if err != nil {
+		return err
+	}
+	if err := reg.AddUser(smart.User{ID: *id, Role: smart.Role(*role), ODS: *ods, SDSRole: *sdsRole}, password); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "cpis: user %s registered\n", *id)
+	return auditAdmin(*dir, "user-add", map[string]string{"id": *id, "role": *role, "ods": *ods, "sds_role": *sdsRole})
+}
+
+// readLine reads one line from r, without its line end.
+func readLine(r io.Reader) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return strings.TrimRight(line, "\r"), nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// demoUsers are the users --demo registers, one per role.
+var demoUsers = []smart.User{
+	{ID: "demo-la", Role: smart.RoleLA, ODS: "LA001"},
+	{ID: "demo-clinician", Role: smart.RoleClinicianUnscheduled, ODS: "RXX01", SDSRole: "R8000"},
+	{ID: "demo-gp", Role: smart.RoleClinicianScheduled, ODS: "RYY02", SDSRole: "R8000"},
+	{ID: "demo-admin", Role: smart.RoleAdmin},
+}
+
+// registerDemo registers the demo users with new random passwords and the
+// public app demo-app (redirect http://localhost:9000/callback), then
+// prints the passwords and the commands that make tokens. The passwords
+// go to stdout only, never to the log.
+func registerDemo(dir, base string, out io.Writer) error {
+	reg, err := smart.OpenRegistry(dir)
+	if err != nil {
+		return err
+	}
+	if err := reg.AddClient(smart.Client{ID: "demo-app", Public: true, RedirectURIs: []string{"http://localhost:9000/callback"},
+		Scope: appScope}, ""); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "cpis: DEMO MODE: demo users (passwords are new at each start):\n")
+	for _, u := range demoUsers {
+		pw := smart.NewID()
+		if err := reg.AddUser(u, pw); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "cpis:   %-15s role %-22s ODS %-6s password %s\n", u.ID, u.Role, u.ODS, pw)
+	}
+	fmt.Fprintf(out, "cpis: SMART app: client_id demo-app (public, PKCE), redirect_uri http://localhost:9000/callback, "+
+		"discovery %s/.well-known/smart-configuration\n", base)
+	fmt.Fprintf(out, "cpis: tokens without a login, for curl:\n")
+	for _, u := range demoUsers {
+		ods := ""
+		if u.ODS != "" {
+			ods = " --ods " + u.ODS
+		}
+		fmt.Fprintf(out, "cpis:   TOKEN=$(cpis token --data %s --base-url %s --role %s%s)\n", dir, base, u.Role, ods)
+	}
+	return auditAdmin(dir, "demo-registered", map[string]string{"users": "demo-la demo-clinician demo-gp demo-admin", "client": "demo-app"})
 }

@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"encoding/json"
 	"sort"
 	"strings"
 	"time"
@@ -102,6 +103,10 @@ type Options struct {
 	// server supports for a type, listed at
 	// rest.resource.supportedProfile; nil lists none.
 	SupportedProfiles func(resourceType string) []string
+	// Security is rest.security as JSON (the SMART on FHIR service and its
+	// oauth-uris extension); nil leaves it out.
+	// See https://hl7.org/fhir/smart-app-launch/conformance.html.
+	Security json.RawMessage
 }
 
 // CapabilityStatement is the JSON shape of the R4 CapabilityStatement this
@@ -135,6 +140,7 @@ type Implementation struct {
 // Rest is CapabilityStatement.rest.
 type Rest struct {
 	Mode        string            `json:"mode"`
+	Security    json.RawMessage   `json:"security,omitempty"`
 	Resource    []Resource        `json:"resource,omitempty"`
 	Interaction []CodeInteraction `json:"interaction,omitempty"`
 }
@@ -211,7 +217,7 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 		}
 	}
 	t := true
-	rest := Rest{Mode: "server", Interaction: systemLevel}
+	rest := Rest{Mode: "server", Interaction: systemLevel, Security: opts.Security}
 	types := append([]string(nil), opts.ResourceTypes...)
 	sort.Strings(types)
 	for _, typ := range types {

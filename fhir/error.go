@@ -31,6 +31,7 @@ const (
 	IssueException     IssueType = "exception"
 	IssueInformational IssueType = "informational"
 	IssueTransient     IssueType = "transient"
+	IssueThrottled     IssueType = "throttled"
 )
 
 // Severity is an OperationOutcome issue severity.

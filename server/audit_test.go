@@ -100,3 +100,49 @@ func TestAudit_Unrecorded(t *testing.T) {
 		t.Errorf("unrecorded read: %s; want a transient OperationOutcome and no Flag", res.Body)
 	}
 }
+
+// TestAudit_AuditEventSearch checks the AuditEvent projection of the trail:
+// an administrator finds a clinician's look-up by patient, agent, date and
+// entity; nobody else may search AuditEvents.
+func TestAudit_AuditEventSearch(t *testing.T) {
+	w := newPolicyWorld(t)
+	ts := w.ts
+	nhs := w.nhs[3]
+	do(t, http.MethodGet, ts.Base+"/Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs), "", append(bearer(w.cl), "X-Request-Id", "req-ae")...).wantStatus(t, http.StatusOK)
+	find := func(q string) []map[string]any {
+		t.Helper()
+		res := do(t, http.MethodGet, ts.Base+"/AuditEvent?"+q, "").wantStatus(t, http.StatusOK)
+		var b struct {
+			Entry []struct{ Resource map[string]any }
+		}
+		json.Unmarshal(res.Body, &b)
+		var out []map[string]any
+		for _, e := range b.Entry {
+			if d, _ := e.Resource["outcomeDesc"].(string); strings.Contains(d, "req-ae") {
+				out = append(out, e.Resource)
+			}
+		}
+		return out
+	}
+	for _, q := range []string{
+		"patient:identifier=" + url.QueryEscape(nhsSys+"|"+nhs),
+		"agent:identifier=" + url.QueryEscape("https://fhir.cpis-fhir.org/Id/principal|dr-1"),
+		"agent:identifier=" + url.QueryEscape(odsSys+"|"+siteODS) + "&action=E",
+		"entity=Flag/f-pb3",
+		"date=ge2026-01-01&subtype=search-type&_count=1000",
+	} {
+		got := find(q)
+		if len(got) != 1 {
+			t.Errorf("AuditEvent?%s: %d events of the look-up, want 1", q, len(got))
+			continue
+		}
+		if got[0]["outcome"] != "0" || got[0]["action"] != "E" {
+			t.Errorf("AuditEvent?%s: %v; want outcome 0, action E", q, got[0])
+		}
+	}
+	if got := find("patient:identifier=" + url.QueryEscape(nhsSys+"|"+w.nhs[2])); len(got) != 0 {
+		t.Errorf("AuditEvent by another child: %d events of the look-up, want 0", len(got))
+	}
+	do(t, http.MethodGet, ts.Base+"/AuditEvent", "", bearer(w.cl)...).wantStatus(t, http.StatusForbidden)
+	do(t, http.MethodGet, ts.Base+"/AuditEvent", "", bearer(w.la)...).wantStatus(t, http.StatusForbidden)
+}

@@ -46,8 +46,16 @@ func (s *Server) authenticate(c *gin.Context) {
 		s.fail(c, fhir.Errorf(fhir.IssueLogin, "this request needs an access token: send Authorization: Bearer <token> (see %s/.well-known/smart-configuration)", FHIRBase))
 		return
 	}
+	// A remote address that keeps sending refused tokens is slowed down
+	// before its next signature check (each costs tens of microseconds).
+	if s.authFailures.empty(c.ClientIP()) {
+		c.Header("Retry-After", "1")
+		s.fail(c, fhir.Errorf(fhir.IssueThrottled, "too many refused access tokens from this address; retry later"))
+		return
+	}
 	p, err := s.cfg.Verifier.Verify(c.Request.Context(), token, s.baseURL(c))
 	if err != nil {
+		s.authFailures.take(c.ClientIP())
 		te, ok := err.(*smart.TokenError)
 		if !ok {
 			s.fail(c, err)

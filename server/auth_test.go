@@ -96,7 +96,12 @@ func TestAuth_TokenAttacks(t *testing.T) {
 	valid := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleAdmin, Subject: "ok"})
 	dot := strings.LastIndex(valid, ".")
 	sig := []byte(valid[dot+1:])
-	sig[5] ^= 1 // one flipped character of the signature
+	// One other base64url character in the signature.
+	if sig[5] == 'A' {
+		sig[5] = 'B'
+	} else {
+		sig[5] = 'A'
+	}
 	hsInput := jwtParts(t, header("HS256"), claims(nil))
 	mac := hmac.New(sha256.New, pubJSON)
 	mac.Write([]byte(hsInput))
@@ -153,4 +158,13 @@ func TestAuth_TokenAttacks(t *testing.T) {
 func signed(tb testing.TB, ts *testServer, header, claims map[string]any) string {
 	tb.Helper()
 	return es256(tb, ts.key, jwtParts(tb, header, claims))
+}
+
+// TestAuth_ConfiguredBaseURL: with a base URL configured, tokens must name
+// it, whatever Host the request came with.
+func TestAuth_ConfiguredBaseURL(t *testing.T) {
+	ts := startServer(t, server.Config{BaseURL: "https://cpis.example/fhir"})
+	do(t, "GET", ts.Base+"/Patient", "").wantStatus(t, http.StatusOK) // ts.Token names the base URL
+	byHost := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleAdmin, Issuer: ts.Base})
+	do(t, "GET", ts.Base+"/Patient", "", "Authorization", "Bearer "+byHost).wantStatus(t, http.StatusUnauthorized)
 }

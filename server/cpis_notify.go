@@ -25,15 +25,15 @@ import (
 	"github.com/cpis-fhir/cpis/server/smart"
 )
 
-// Code systems and codes of the CP-IS workflow.
+// Code systems and codes of the CP-IS workflow (nhsNumberSystem is in
+// auditevent.go).
 const (
-	nhsNumberSystem = "https://fhir.nhs.uk/Id/nhs-number"
-	odsSystem       = "https://fhir.nhs.uk/Id/ods-organization-code"
-	flagCodeSystem  = "https://fhir.nhs.uk/England/CodeSystem/England-FlagCategoryPatient"
-	flagDetailURL   = "http://hl7.org/fhir/StructureDefinition/flag-detail"
-	snomedSystem    = "http://snomed.info/sct"
-	categorySystem  = "http://terminology.hl7.org/CodeSystem/communication-category"
-	notifyWindow    = 24 * time.Hour
+	odsSystem      = "https://fhir.nhs.uk/Id/ods-organization-code"
+	flagCodeSystem = "https://fhir.nhs.uk/England/CodeSystem/England-FlagCategoryPatient"
+	flagDetailURL  = "http://hl7.org/fhir/StructureDefinition/flag-detail"
+	snomedSystem   = "http://snomed.info/sct"
+	categorySystem = "http://terminology.hl7.org/CodeSystem/communication-category"
+	notifyWindow   = 24 * time.Hour
 )
 
 var planNames = map[string]string{

@@ -52,6 +52,8 @@ func statusOf(err error) int {
 		return http.StatusForbidden
 	case fhir.IssueTransient:
 		return http.StatusServiceUnavailable
+	case fhir.IssueThrottled:
+		return http.StatusTooManyRequests
 	}
 	return http.StatusInternalServerError
 }

@@ -49,6 +49,10 @@ func (s *Server) historyInstance(c *gin.Context) {
 }
 
 func (s *Server) history(c *gin.Context, typ, id string) {
+	if err := s.catchUpAudit(c, typ); err != nil {
+		s.failProjection(c, err)
+		return
+	}
 	q := fhir.HistoryQuery{Type: typ, ID: id, Count: defaultCount}
 	params := c.Request.URL.Query()
 	if params.Has("_at") {

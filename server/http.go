@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/gin-gonic/gin"
 )
 
@@ -79,7 +80,16 @@ func (s *Server) logRequest(c *gin.Context) {
 		"type", routeType(c),
 		"status", c.Writer.Status(),
 		"duration_ms", float64(time.Since(start).Microseconds())/1000,
+		"client", clientOf(c),
 	)
+}
+
+// clientOf is the OAuth client of the request's principal, for the log.
+func clientOf(c *gin.Context) string {
+	if p, ok := smart.FromContext(c.Request.Context()); ok {
+		return p.ClientID
+	}
+	return ""
 }
 
 func routeType(c *gin.Context) string {

@@ -172,6 +172,26 @@ func TestPolicy_Leaks(t *testing.T) {
 		"_history", "Flag/_history", "Patient/pa1/_history", "Patient/pb1/_history", "Flag/f-pb3/_history", "Organization/_history",
 		"Flag/f-pa1", "Flag/f-pb1", "Flag/f-pb3/_history/1", "Communication/com-pb3", "Encounter/e-pb3", "AuditEvent/ae-1",
 	}
+	// And the cross product of types, ways of naming a child and includes.
+	for _, typ := range []string{"Patient", "Flag", "CarePlan", "CareTeam", "Encounter", "Communication", "AuditEvent", "Organization"} {
+		pins := []string{"", "_lastUpdated=ge2000"}
+		switch typ {
+		case "Patient":
+			pins = append(pins, "identifier={N}", "identifier={M}", "_id=pa1", "_id=pb3")
+		case "Organization":
+		default:
+			pins = append(pins, "patient:identifier={N}", "patient:identifier={M}", "patient=Patient/pa1", "patient=Patient/pb3", "patient.identifier={N}")
+		}
+		for _, pin := range pins {
+			for _, tail := range []string{"", "_include=*", "_revinclude=*", "_include=*&_revinclude=*&_include:iterate=*&_revinclude:iterate=*", "_summary=count", "_total=accurate&_count=1"} {
+				q := typ + "?" + pin
+				if tail != "" {
+					q += "&" + tail
+				}
+				forms = append(forms, q)
+			}
+		}
+	}
 	for _, f := range forms {
 		queries = append(queries, strings.NewReplacer("{N}", nhsQ(1), "{M}", nhsQ(3)).Replace(f))
 	}
@@ -304,7 +324,7 @@ func TestPolicy_Answers(t *testing.T) {
 		{"clinician compartment", w.cl, "Patient/pb3/Flag", 200, []string{"Flag/f-pb3"}},
 		{"clinician reads a Communication", w.cl, "Communication/com-pa1", 403, nil},
 		{"clinician reads the terminology", w.cl, "ValueSet?_summary=count", 200, nil},
-		{"admin reads AuditEvents", w.ts.Token, "AuditEvent", 200, []string{"AuditEvent/ae-1"}},
+		{"admin reads AuditEvents", w.ts.Token, "AuditEvent?_id=ae-1", 200, []string{"AuditEvent/ae-1"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res := do(t, http.MethodGet, base+"/"+c.path, "", bearer(c.token)...)
@@ -422,4 +442,61 @@ func TestPolicy_Writes(t *testing.T) {
 			t.Errorf("batch statuses %v, want [201 403 404 403]", got)
 		}
 	})
+}
+
+// TestPolicy_PatientScopes checks that patient/ scopes cover the launch
+// patient's data only.
+func TestPolicy_PatientScopes(t *testing.T) {
+	w := newPolicyWorld(t)
+	tok := w.ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: siteODS, Subject: "dr-2", ClientID: "app",
+		Scope: "launch/patient patient/Flag.rs patient/Patient.rs user/Organization.rs", Patient: "pa1"})
+	nhs1 := url.QueryEscape(nhsSys + "|" + w.nhs[1])
+	res := do(t, http.MethodGet, w.ts.Base+"/Flag?subject:identifier="+nhs1+"&_include=Flag:subject&_include=Flag:author", "", bearer(tok)...).wantStatus(t, http.StatusOK)
+	if got, want := entries(t, res.Body), []string{"Flag/f-pa1", "Patient/pa1", "Organization/la-a"}; !sameSet(got, want) {
+		t.Errorf("child 1's Flags with launch patient pa1: %v, want %v (not council B's Patient pb1 or its Flag)", got, want)
+	}
+	do(t, http.MethodGet, w.ts.Base+"/Flag/f-pa1", "", bearer(tok)...).wantStatus(t, http.StatusOK)
+	do(t, http.MethodGet, w.ts.Base+"/Flag/f-pb1", "", bearer(tok)...).wantStatus(t, http.StatusNotFound)
+	do(t, http.MethodGet, w.ts.Base+"/CarePlan?subject=Patient/pa1", "", bearer(tok)...).wantStatus(t, http.StatusForbidden)
+}
+
+// TestPolicy_Operations checks $validate on an instance (it reads the
+// instance) and a transaction's read entries.
+func TestPolicy_Operations(t *testing.T) {
+	w := newPolicyWorld(t)
+	base := w.ts.Base
+	do(t, http.MethodPost, base+"/Flag/f-pa1/$validate", "", bearer(w.la)...).wantStatus(t, http.StatusOK)
+	do(t, http.MethodPost, base+"/Flag/f-pb1/$validate", "", bearer(w.la)...).wantStatus(t, http.StatusNotFound)
+	do(t, http.MethodPost, base+"/Communication/com-pa1/$validate", "", bearer(w.cl)...).wantStatus(t, http.StatusForbidden)
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"GET","url":"Flag/f-pb1"}},` +
+		`{"request":{"method":"GET","url":"Flag?status=active"}}]}`
+	res := do(t, http.MethodPost, base, tx, bearer(w.la)...)
+	for _, ref := range entries(t, res.Body) {
+		if w.owner[ref] != councilA {
+			t.Errorf("transaction of council A returned %s", ref)
+		}
+	}
+	if strings.Contains(string(res.Body), `"f-pb1"`) {
+		t.Errorf("transaction of council A shows council B's Flag: %s", res.Body)
+	}
+}
+
+// TestPolicy_Totals checks that counts see only what the principal may.
+func TestPolicy_Totals(t *testing.T) {
+	w := newPolicyWorld(t)
+	for _, c := range []struct {
+		who, token, path string
+		want             float64
+	}{
+		{"council A", w.la, "Flag?_summary=count", 2},
+		{"council B", w.lb, "Patient?_total=accurate&_count=1", 2},
+		{"council A", w.la, "Communication?_summary=count", 2},
+		{"clinician", w.cl, "Flag?subject:identifier=" + url.QueryEscape(nhsSys+"|"+w.nhs[1]) + "&_summary=count", 2},
+		{"admin", w.ts.Token, "Flag?_summary=count", 4},
+	} {
+		res := do(t, http.MethodGet, w.ts.Base+"/"+c.path, "", bearer(c.token)...).wantStatus(t, http.StatusOK)
+		if got := res.object(t)["total"]; got != c.want {
+			t.Errorf("%s: GET %s: total %v, want %v", c.who, c.path, got, c.want)
+		}
+	}
 }

@@ -19,6 +19,10 @@ func (s *Server) read(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if err := s.catchUpAudit(c, typ); err != nil {
+		s.failProjection(c, err)
+		return
+	}
 	id := c.Param("id")
 	if !fhir.ValidID(id) {
 		s.fail(c, fhir.Errorf(fhir.IssueNotFound, "%s has no resource with that id (ids match [A-Za-z0-9-.]{1,64})", typ))

@@ -102,6 +102,10 @@ func (s *Server) searchParams(c *gin.Context) (url.Values, error) {
 const mediaForm = "application/x-www-form-urlencoded"
 
 func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
+	if err := s.catchUpAudit(c, typ); err != nil {
+		s.failProjection(c, err)
+		return
+	}
 	params, err := s.searchParams(c)
 	if err != nil {
 		s.fail(c, err)

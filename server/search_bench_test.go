@@ -2,6 +2,9 @@ package server_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	crand "crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +24,7 @@ import (
 	"github.com/cpis-fhir/cpis/fhir/fhirtest"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
+	"github.com/cpis-fhir/cpis/server/smart"
 )
 
 // The search benchmarks run on N children (env CPIS_BENCH_N, default
@@ -159,15 +163,26 @@ func benchSearchServer(b *testing.B) (*testServer, *http.Client, int) {
 		b.Fatal(err)
 	}
 	codec, _ := fhir.NewCodec()
-	srv, err := server.New(store, codec, server.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	// Authentication on, as served: every lookup carries a (cached) token.
+	ts.Clock = fhirtest.NewClock(time.Now())
+	if ts.key, err = ecdsa.GenerateKey(elliptic.P256(), crand.Reader); err != nil {
+		b.Fatal(err)
+	}
+	if ts.Keys, err = smart.NewKeySet(ts.key); err != nil {
+		b.Fatal(err)
+	}
+	srv, err := server.New(store, codec, server.Config{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		Verifier: smart.NewVerifier(smart.VerifierConfig{Keys: ts.Keys})})
 	if err != nil {
 		b.Fatal(err)
 	}
 	ts.srv = srv
 	ts.Server = httptest.NewServer(srv)
 	ts.Base = ts.URL + "/fhir"
+	ts.issuer = ts.Base
+	ts.Token = ts.TokenFor(b, smart.AccessToken{Role: smart.RoleAdmin, Subject: "bench", ClientID: "bench"})
 	b.Cleanup(func() { ts.Close(); store.Close() })
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+	client := &http.Client{Transport: ts.authorized(&http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256})}
 	b.Cleanup(client.CloseIdleConnections)
 	return ts, client, n
 }

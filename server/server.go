@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -68,6 +69,24 @@ type Config struct {
 	// lifecycle removes them from searches (cpis_lifecycle.go); zero
 	// means DefaultRetention (365 days).
 	Retention time.Duration
+	// Auth is the built-in SMART authorization server (oauth.go), served at
+	// /oauth2 and described at /fhir/.well-known/smart-configuration and in
+	// the CapabilityStatement; nil serves none.
+	Auth *smart.AuthServer
+	// RateLimit is the sustained rate of /fhir requests a client (by the
+	// token's client_id) may send, per second, with bursts of RateBurst
+	// (zero means 2 x RateLimit); zero RateLimit means no limit. Beyond it
+	// requests get 429 with Retry-After.
+	RateLimit float64
+	RateBurst int
+	// OAuthRateLimit is the rate of POSTs to the OAuth endpoints (logins,
+	// token requests) one remote address may send, per second, with
+	// bursts of 5 x OAuthRateLimit; zero means 10. The remote address is the
+	// connection's (X-Forwarded-For is not trusted).
+	OAuthRateLimit float64
+	// CORSOrigins are the origins browser apps may call the API from; "*"
+	// allows any. Empty allows none (no CORS headers).
+	CORSOrigins []string
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -87,6 +106,12 @@ type Server struct {
 	validator  *profiles.Validator
 	term       *terminology.Service
 	policy     *access.Policy
+	projectMu  sync.Mutex // one audit projection at a time (auditevent.go)
+	limit      *limiter   // nil without Config.RateLimit
+	oauthLimit *limiter
+	// authFailures counts refused bearer tokens per remote address: 20 a
+	// second, bursts of 100.
+	authFailures *limiter
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
@@ -129,6 +154,19 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	}
 	s.sp = &searchParams{s: s}
 	s.policy = access.New(cfg.Registry)
+	if cfg.RateLimit > 0 {
+		burst := cfg.RateBurst
+		if burst <= 0 {
+			burst = int(2 * cfg.RateLimit)
+		}
+		s.limit = newLimiter(cfg.RateLimit, burst, time.Now)
+	}
+	if cfg.OAuthRateLimit <= 0 {
+		cfg.OAuthRateLimit = 10
+		s.cfg.OAuthRateLimit = 10
+	}
+	s.oauthLimit = newLimiter(cfg.OAuthRateLimit, int(5*cfg.OAuthRateLimit), time.Now)
+	s.authFailures = newLimiter(20, 100, time.Now)
 	if cfg.Terminology == nil {
 		cfg.Terminology = terminology.New()
 		s.cfg.Terminology = cfg.Terminology
@@ -146,14 +184,17 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
+	// ClientIP is the connection's address: no proxy header is trusted.
+	e.SetTrustedProxies(nil)
 	e.RedirectTrailingSlash = false
-	e.Use(s.requestID, s.recover, s.logRequest)
+	e.Use(s.requestID, s.recover, s.logRequest, s.hsts, s.cors)
 	e.NoRoute(s.noRoute)
 	e.NoMethod(s.noMethod)
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	s.registerOAuth(e)
 
-	api := e.Group(FHIRBase, s.authenticate, s.auditRequest, s.cpisRequest, s.negotiate)
+	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both
@@ -261,6 +302,7 @@ func (s *Server) rebuildCapability() error {
 			}
 			return nil
 		},
+		Security: s.security(),
 	}, s.routes)
 	b, err := json.Marshal(cs)
 	if err != nil {

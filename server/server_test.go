@@ -27,16 +27,19 @@ import (
 // a signing key made for the test and a log that tests can read.
 type testServer struct {
 	*httptest.Server
-	Base  string
-	Store *sqlite.Store
-	Path  string // the SQLite file
-	Clock *fhirtest.Clock
-	Keys  *smart.KeySet     // the test's signing key, trusted by the server
-	key   *ecdsa.PrivateKey // its private half
-	Token string            // an admin access token, sent by do unless a test gives its own
-	srv   *server.Server
-	logMu sync.Mutex
-	log   bytes.Buffer
+	Base   string
+	Store  *sqlite.Store
+	Path   string // the SQLite file
+	Clock  *fhirtest.Clock
+	Keys   *smart.KeySet     // the test's signing key, trusted by the server
+	Reg    *smart.Registry   // clients and users of the authorization server
+	Dir    string            // the data folder of Reg and the replay store
+	key    *ecdsa.PrivateKey // its private half
+	issuer string            // iss and aud of the tokens: the base URL
+	Token  string            // an admin access token, sent by do unless a test gives its own
+	srv    *server.Server
+	logMu  sync.Mutex
+	log    bytes.Buffer
 }
 
 func (ts *testServer) Write(p []byte) (int, error) {
@@ -85,7 +88,22 @@ func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 		tb.Fatal(err)
 	}
 	if auth && cfg.Verifier == nil {
-		cfg.Verifier = smart.NewVerifier(smart.VerifierConfig{Keys: ts.Keys, Now: ts.Clock.Now})
+		cfg.Verifier = smart.NewVerifier(smart.VerifierConfig{Keys: ts.Keys, Now: ts.Clock.Now, Audience: cfg.BaseURL})
+	}
+	if cfg.OAuthRateLimit == 0 {
+		cfg.OAuthRateLimit = 10000
+	}
+	if auth && cfg.Auth == nil {
+		ts.Dir = filepath.Dir(ts.Path)
+		if ts.Reg, err = smart.OpenRegistry(ts.Dir); err != nil {
+			tb.Fatal(err)
+		}
+		replay, err := smart.OpenReplayStore(filepath.Join(ts.Dir, "jti.log"), ts.Clock.Now)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { replay.Close() })
+		cfg.Auth = smart.NewAuthServer(smart.AuthServerConfig{Keys: ts.Keys, Registry: ts.Reg, Replay: replay, Now: ts.Clock.Now})
 	}
 	srv, err := server.New(store, codec, cfg)
 	if err != nil {
@@ -94,6 +112,10 @@ func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 	ts.srv = srv
 	ts.Server = httptest.NewServer(srv)
 	ts.Base = ts.URL + "/fhir"
+	ts.issuer = cfg.BaseURL
+	if ts.issuer == "" {
+		ts.issuer = ts.Base
+	}
 	ts.Token = ts.TokenFor(tb, smart.AccessToken{Role: smart.RoleAdmin, Subject: "test-admin", ClientID: "test"})
 	testTokens.Store(ts.URL, ts.Token)
 	tb.Cleanup(func() {
@@ -114,7 +136,7 @@ var testTokens sync.Map
 func (ts *testServer) TokenFor(tb testing.TB, t smart.AccessToken) string {
 	tb.Helper()
 	if t.Issuer == "" {
-		t.Issuer = ts.Base
+		t.Issuer = ts.issuer
 	}
 	if t.IssuedAt.IsZero() {
 		t.IssuedAt = ts.Clock.Now()

@@ -18,6 +18,10 @@ func (s *Server) vread(c *gin.Context) {
 	if !ok {
 		return
 	}
+	if err := s.catchUpAudit(c, typ); err != nil {
+		s.failProjection(c, err)
+		return
+	}
 	id := c.Param("id")
 	v, err := strconv.ParseInt(c.Param("vid"), 10, 64)
 	if !fhir.ValidID(id) || err != nil || v < 1 {

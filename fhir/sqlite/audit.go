@@ -233,3 +233,52 @@ func (s *Store) VerifyAudit(ctx context.Context, each func(AuditRow) error) (*Au
 	}
 	return rep, nil
 }
+
+// EachAudit calls fn with up to limit rows of the audit trail after seq,
+// in order (not verified; see VerifyAudit): seq, the commit time in Unix
+// milliseconds and the record.
+func (s *Store) EachAudit(ctx context.Context, after int64, limit int, fn func(seq, recorded int64, rec []byte) error) error {
+	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, recorded, record FROM audit WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return fmt.Errorf("audit rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq, recorded int64
+		var rec []byte
+		if err := rows.Scan(&seq, &recorded, &rec); err != nil {
+			return fmt.Errorf("audit rows: %w", err)
+		}
+		if err := fn(seq, recorded, rec); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// AuditProjected returns the seq of the last audit record projected
+// (SetAuditProjected), 0 when none.
+func (s *Store) AuditProjected(ctx context.Context) (int64, error) {
+	var seq int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT seq FROM audit_projection WHERE id = 1`).Scan(&seq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("audit projection: %w", err)
+	}
+	return seq, nil
+}
+
+// SetAuditProjected records, inside this transaction, that the audit
+// records up to seq are projected.
+func (t *tx) SetAuditProjected(seq int64) error {
+	st, err := t.s.writerStmt(t.ctx, `INSERT INTO audit_projection (id, seq) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq`)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(t.ctx, seq); err != nil {
+		return fmt.Errorf("sqlite: audit projection: %w", err)
+	}
+	return nil
+}

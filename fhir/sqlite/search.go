@@ -520,6 +520,19 @@ func (c *typedCond) match(b *sqlb, r string) {
 func (c *typedCond) rank() int    { return c.inner.rank() }
 func (c *typedCond) rids(b *sqlb) { c.inner.rids(b) }
 
+// restrictCond is the Restriction's condition on the matches: it drives
+// the query only when the search's own filters are less selective (a
+// council's Flags drive Flag?status=active, not Flag?patient.identifier=),
+// and is probed rather than trusted to be rare.
+type restrictCond struct{ cond }
+
+func (c restrictCond) rank() int {
+	if rk := c.cond.rank(); rk < notDrivable {
+		return max(rk+rankPrefix-rankIdentifier, rankPrefix)
+	}
+	return notDrivable
+}
+
 // constCond is always true or always false.
 type constCond bool
 
@@ -697,7 +710,7 @@ func (s *Store) compile(ctx context.Context, rd *reader, q *fhir.Search) (*plan,
 		}
 		p.types = types
 		if rc != nil {
-			p.conds = append(p.conds, rc)
+			p.conds = append(p.conds, restrictCond{rc})
 		}
 	}
 	for _, k := range q.Sort {
@@ -1008,6 +1021,8 @@ func probeTarget(c cond) cond {
 		return probeTarget(c.inner)
 	case andCond:
 		return probeTarget(c[c.best()])
+	case restrictCond:
+		return probeTarget(c.cond)
 	}
 	return c
 }

@@ -120,9 +120,11 @@ func (pl *Policy) ownedFilter(typ, ods string) fhir.Filter {
 }
 
 // scopeFilters returns whether p's scopes grant perm on typ and, when every
-// scope that does is a v2 search-restricted one, the filters that narrow
-// typ to what they cover (the first such scope's filters when several
-// restrict differently, which is never wider than any of them).
+// scope that does is restricted (a v2 search restriction, or a patient/
+// scope on CP-IS child data, which covers the launch patient only), the
+// filters that narrow typ to what they cover (the first such scope's
+// filters when several restrict differently, which is never wider than any
+// of them). A patient/ scope without a launch patient grants nothing.
 func (pl *Policy) scopeFilters(p *smart.Principal, typ string, perm smart.Perm) (bool, []fhir.Filter, error) {
 	if referenceTypes[typ] && perm&(smart.PermCreate|smart.PermUpdate|smart.PermDelete) == 0 {
 		// Conformance and terminology resources are readable by every
@@ -135,12 +137,24 @@ func (pl *Policy) scopeFilters(p *smart.Principal, typ string, perm smart.Perm) 
 		if !sc.Allows(typ, perm) {
 			continue
 		}
-		if sc.Query == nil {
-			return true, nil, nil
+		var fs []fhir.Filter
+		if _, child := childTypes[typ]; child && sc.Context == smart.ContextPatient {
+			// A patient/ scope covers the launch patient's data only.
+			id := p.Launch["patient"]
+			if id == "" {
+				continue
+			}
+			fs = append(fs, pl.pinFilter(typ, &childPin{id: id}))
 		}
-		fs, err := pl.scopeQuery(typ, sc.Query)
-		if err != nil {
-			return false, nil, err
+		if sc.Query != nil {
+			q, err := pl.scopeQuery(typ, sc.Query)
+			if err != nil {
+				return false, nil, err
+			}
+			fs = append(fs, q...)
+		}
+		if fs == nil {
+			return true, nil, nil
 		}
 		if !found {
 			restricted, found = fs, true
@@ -295,7 +309,7 @@ var laCandidates, clinicianCandidates = func() (la, cl []string) {
 // allTypes reports whether p has an unrestricted read scope on every type.
 func allTypes(p *smart.Principal) bool {
 	for _, sc := range p.Scopes {
-		if sc.Type == "*" && sc.Query == nil && sc.Perms&smart.PermRead != 0 {
+		if sc.Type == "*" && sc.Query == nil && sc.Context != smart.ContextPatient && sc.Perms&smart.PermRead != 0 {
 			return true
 		}
 	}

@@ -66,3 +66,29 @@ func TestScopeCovers(t *testing.T) {
 		}
 	}
 }
+
+func TestDefaultScope(t *testing.T) {
+	for _, tc := range []struct {
+		role  smart.Role
+		typ   string
+		perm  smart.Perm
+		allow bool
+	}{
+		{smart.RoleAdmin, "AuditEvent", smart.PermSearch, true},
+		{smart.RoleLA, "Flag", smart.PermCreate, true},
+		{smart.RoleLA, "Encounter", smart.PermCreate, false},
+		{smart.RoleLA, "Communication", smart.PermRead, true},
+		{smart.RoleClinicianUnscheduled, "Flag", smart.PermSearch, true},
+		{smart.RoleClinicianUnscheduled, "Flag", smart.PermUpdate, false},
+		{smart.RoleClinicianScheduled, "Encounter", smart.PermCreate, true},
+	} {
+		scopes, _, err := smart.ParseScopes(smart.DefaultScope(tc.role))
+		if err != nil || len(scopes) == 0 {
+			t.Fatalf("DefaultScope(%s) = %q: %v", tc.role, smart.DefaultScope(tc.role), err)
+		}
+		p := smart.Principal{Role: tc.role, Scopes: scopes}
+		if got := p.Allows(tc.typ, tc.perm); got != tc.allow {
+			t.Errorf("DefaultScope(%s) allows %s %b: %v, want %v", tc.role, tc.typ, tc.perm, got, tc.allow)
+		}
+	}
+}

@@ -51,6 +51,9 @@ type VerifierConfig struct {
 	Leeway time.Duration
 	// CacheSize bounds the cache of verified tokens; zero means 10,000.
 	CacheSize int
+	// External, when set, also trusts the access tokens of an OpenID
+	// Connect issuer (resource-server mode; see oidc.go).
+	External *OIDCConfig
 }
 
 // Verifier turns a bearer token into a Principal. It verifies a token once
@@ -59,6 +62,7 @@ type VerifierConfig struct {
 type Verifier struct {
 	cfg    VerifierConfig
 	parser *jwt.Parser
+	oidc   *oidcIssuer // nil without cfg.External
 
 	mu    sync.RWMutex
 	cache map[[32]byte]*cached
@@ -66,6 +70,7 @@ type Verifier struct {
 
 type cached struct {
 	p      *Principal
+	own    bool // signed by the server's keys: iss and aud are the base URL
 	iss    string
 	aud    []string
 	expiry time.Time // exp plus the leeway
@@ -84,6 +89,9 @@ func NewVerifier(cfg VerifierConfig) *Verifier {
 	}
 	cfg.Audience = strings.TrimSuffix(cfg.Audience, "/")
 	v := &Verifier{cfg: cfg, cache: map[[32]byte]*cached{}}
+	if cfg.External != nil {
+		v.oidc = newOIDCIssuer(*cfg.External, cfg.Now)
+	}
 	v.parser = jwt.NewParser(
 		// Asymmetric algorithms only: never none, never HMAC (a public key
 		// is no secret). Each key is further pinned to its own algorithm.
@@ -122,12 +130,18 @@ func (v *Verifier) Verify(ctx context.Context, token, base string) (*Principal, 
 	e := v.cache[key]
 	v.mu.RUnlock()
 	if e != nil && now.Before(e.expiry) {
-		if e.iss != aud || !slices.Contains(e.aud, aud) {
+		if e.own && (e.iss != aud || !slices.Contains(e.aud, aud)) {
 			return nil, invalidToken("the access token was not issued for this server")
 		}
 		return e.p, nil
 	}
-	p, e, err := v.verify(token, aud)
+	var p *Principal
+	var err error
+	if v.oidc != nil && v.oidc.issues(token) {
+		p, e, err = v.verifyExternal(ctx, token)
+	} else {
+		p, e, err = v.verify(token, aud)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +190,7 @@ func (v *Verifier) verify(token, aud string) (*Principal, *cached, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, &cached{p: p, iss: c.Issuer, aud: c.Audience, expiry: p.Expires.Add(v.cfg.Leeway)}, nil
+	return p, &cached{p: p, own: true, iss: c.Issuer, aud: c.Audience, expiry: p.Expires.Add(v.cfg.Leeway)}, nil
 }
 
 var (

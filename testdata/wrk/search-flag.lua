@@ -4,6 +4,8 @@
 -- wrk -t2 -c32 -d20s -s testdata/wrk/search-flag.lua http://127.0.0.1:8090/fhir
 -- Set CHAINED=1 for Flag?patient.identifier=... and N for another data set size. FLOOR=1 requests
 -- /healthz?n=<nhs> instead, with the same client-side cost: the floor of the HTTP stack under this load.
+-- With authentication on (the default), pass an access token: TOKEN=$(cpis token --role admin --base-url http://127.0.0.1:8090/fhir) wrk ...
+if os.getenv("TOKEN") then wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN") end
 local n = tonumber(os.getenv("N") or "250000")
 local chained = os.getenv("CHAINED") == "1"
 

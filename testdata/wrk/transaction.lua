@@ -4,8 +4,9 @@
 -- (NHS numbers from the 999 range with a valid Modulus 11 check digit,
 -- counting up from START, default 999200000; threads take disjoint ranges).
 -- Resources per second = 100 x requests per second.
--- TOKEN, when set, is sent as the bearer token (an admin's or a council's).
---   TOKEN=$(cpis token --role admin) wrk -t4 -c4 -d20s -s testdata/wrk/transaction.lua http://127.0.0.1:8080/fhir
+--   wrk -t4 -c4 -d20s -s testdata/wrk/transaction.lua http://127.0.0.1:8080/fhir
+-- With authentication on (the default), pass an access token: TOKEN=$(cpis token --role admin --base-url http://127.0.0.1:8080/fhir) wrk ...
+if os.getenv("TOKEN") then wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN") end
 local counter = 0
 local stride = 100000
 local base = tonumber(os.getenv("START") or "999200000")
@@ -54,9 +55,8 @@ function request()
     parts[#parts + 1] = child(i, nhs())
   end
   local body = '{"resourceType":"Bundle","type":"transaction","entry":[' .. table.concat(parts, ",") .. ']}'
-  local h = {["Content-Type"] = "application/fhir+json", ["Prefer"] = "return=minimal"}
-  if os.getenv("TOKEN") then h["Authorization"] = "Bearer " .. os.getenv("TOKEN") end
-  return wrk.format("POST", nil, h, body)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/fhir+json", ["Prefer"] = "return=minimal",
+    ["Authorization"] = wrk.headers["Authorization"]}, body)
 end
 
 local bad = 0

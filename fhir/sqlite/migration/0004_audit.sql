@@ -11,3 +11,11 @@ CREATE TABLE audit (
   hash     BLOB    NOT NULL,
   record   BLOB    NOT NULL
 );
+
+-- How far the audit trail has been projected into AuditEvent resources:
+-- the seq of the last record projected, written in the same transaction
+-- as its AuditEvent.
+CREATE TABLE audit_projection (
+  id  INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL
+);
