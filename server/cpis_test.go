@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -710,5 +711,39 @@ func TestCPIS_NotificationCanonical(t *testing.T) {
 	}
 	if !strings.Contains(string(r.JSON), `St Mary's & <Royal>`) {
 		t.Errorf("site name not in the payload: %s", r.JSON)
+	}
+}
+
+// TestCPIS_NotifyOnce: concurrent attendances of one child at one site make
+// one notification; other roles' Encounters make none.
+func TestCPIS_NotifyOnce(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[0]
+	pa := w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	for _, tok := range []string{w.admin, w.cls} {
+		body := encounter(`{"reference":"` + pa + `"}`)
+		if tok == w.cls {
+			body = strings.ReplaceAll(body, siteODS, "Y00001")
+		}
+		res := do(t, http.MethodPost, ts.Base+"/Encounter", body, bearer(tok)...).wantStatus(t, http.StatusCreated)
+		if res.Header.Get("Warning") != "" {
+			t.Errorf("Encounter by a principal outside unscheduled care: Warning %q", res.Header.Get("Warning"))
+		}
+	}
+	if n := len(w.communications(t, w.la, nhs)); n != 0 {
+		t.Fatalf("notifications after Encounters by an administrator and a scheduled clinician: %d, want 0", n)
+	}
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			do(t, http.MethodPost, ts.Base+"/Encounter", encounter(`{"reference":"`+pa+`"}`), bearer(w.cl)...).wantStatus(t, http.StatusCreated)
+		}()
+	}
+	wg.Wait()
+	if n := len(w.communications(t, w.la, nhs)); n != 1 {
+		t.Errorf("notifications after 12 concurrent attendances: %d, want 1", n)
 	}
 }
