@@ -23,6 +23,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -272,50 +273,92 @@ func (s *Server) endPlansOf(ctx context.Context, pt *fhir.Resource) (int, error)
 		return 0, nil
 	}
 	birthday := birth.AddDate(18, 0, 0).Format(time.DateOnly)
+	// Most adults have nothing to end: look first without a write, so that
+	// the daily run does not queue a transaction per Patient on the writer.
+	if due, err := s.planEnds(readTx{ctx, s.store, s.cfg.Now}, pt, &p, birthday); err != nil || len(due) == 0 {
+		return 0, err
+	}
 	n := 0
 	err = s.store.Write(ctx, func(tx fhir.Tx) error {
-		n = 0
-		for _, typ := range []string{"Flag", "CarePlan", "CareTeam"} {
-			or := []url.Values{{"subject": {pt.Ref()}}}
-			if nhs := p.nhs(); nhs != "" {
-				or = append(or, url.Values{"subject:identifier": {nhsNumberSystem + "|" + nhs}})
-			}
-			rs, err := s.sysSearch(tx, typ, url.Values{"category": {planCategories}, "_count": {"100"}}, or...)
-			if err != nil {
+		due, err := s.planEnds(tx, pt, &p, birthday)
+		if err != nil {
+			return err
+		}
+		for _, d := range due {
+			if _, err := s.putSystem(tx, d.body, d.r.Type, d.r.ID, d.r.VersionID+1, fhir.MethodUpdate); err != nil {
 				return err
 			}
-			for _, r := range rs {
-				var rec planRecord
-				if json.Unmarshal(r.JSON, &rec) != nil || !rec.childPlan() {
-					continue
-				}
-				status, inForce := endedStatus(typ, rec.Status)
-				end := rec.Period.End
-				if len(end) > 10 {
-					end = end[:10]
-				}
-				if !inForce {
-					if end != "" && end <= birthday {
-						continue // ended already
-					}
-					status = rec.Status // ended by its council: only the date is set
-				}
-				if end == "" || end > birthday {
-					end = birthday
-				}
-				body, err := withStatusAndEnd(r.JSON, status, end)
-				if err != nil {
-					return err
-				}
-				if _, err := s.putSystem(tx, body, typ, r.ID, r.VersionID+1, fhir.MethodUpdate); err != nil {
-					return err
-				}
-				n++
-			}
 		}
+		n = len(due)
 		return nil
 	})
 	return n, err
+}
+
+// planEnd is a child plan record to end and its ended body.
+type planEnd struct {
+	r    *fhir.Resource
+	body []byte
+}
+
+// planEnds returns the child plans of pt (Flag, CarePlan, CareTeam, by
+// reference or NHS number) that are to end at birthday, read through tx.
+func (s *Server) planEnds(tx fhir.Tx, pt *fhir.Resource, p *patientRecord, birthday string) ([]planEnd, error) {
+	var out []planEnd
+	for _, typ := range []string{"Flag", "CarePlan", "CareTeam"} {
+		or := []url.Values{{"subject": {pt.Ref()}}}
+		if nhs := p.nhs(); nhs != "" {
+			or = append(or, url.Values{"subject:identifier": {nhsNumberSystem + "|" + nhs}})
+		}
+		rs, err := s.sysSearch(tx, typ, url.Values{"category": {planCategories}, "_count": {"100"}}, or...)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			var rec planRecord
+			if json.Unmarshal(r.JSON, &rec) != nil || !rec.childPlan() {
+				continue
+			}
+			status, inForce := endedStatus(typ, rec.Status)
+			end := rec.Period.End
+			if len(end) > 10 {
+				end = end[:10]
+			}
+			if !inForce {
+				if end != "" && end <= birthday {
+					continue // ended already
+				}
+				status = rec.Status // ended by its council: only the date is set
+			}
+			if end == "" || end > birthday {
+				end = birthday
+			}
+			body, err := withStatusAndEnd(r.JSON, status, end)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, planEnd{r, body})
+		}
+	}
+	return out, nil
+}
+
+// readTx reads and searches the committed state of a store through the
+// fhir.Tx interface, for code that runs both before and inside a write;
+// it cannot Put.
+type readTx struct {
+	ctx   context.Context
+	store fhir.Store
+	now   func() time.Time
+}
+
+func (t readTx) Read(typ, id string) (*fhir.Resource, error) { return t.store.Read(t.ctx, typ, id) }
+func (t readTx) Now() time.Time                              { return t.now() }
+func (t readTx) Put(*fhir.Resource) error {
+	return errors.New("lifecycle: a read-only transaction cannot write")
+}
+func (t readTx) Search(q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
+	return t.store.Search(t.ctx, q, cursor, backward)
 }
 
 // withStatusAndEnd returns the resource body with status and period.end
