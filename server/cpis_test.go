@@ -747,3 +747,74 @@ func TestCPIS_NotifyOnce(t *testing.T) {
 		t.Errorf("notifications after 12 concurrent attendances: %d, want 1", n)
 	}
 }
+
+// jsonPaths returns the element paths of a JSON value (arrays as []).
+func jsonPaths(v any, prefix string, out map[string]bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			jsonPaths(e, p, out)
+		}
+	case []any:
+		for _, e := range x {
+			jsonPaths(e, prefix+"[]", out)
+		}
+	default:
+		out[prefix] = true
+	}
+}
+
+// TestCPIS_NationalShapes: our answers have every element of the national
+// examples (../shared/nhs-england/cpis-api: cpis-careteam-bundle-01.json,
+// cpis-empty-bundle-01.json, cpis-opoutcome-01.json; their element paths
+// are listed here, the files are not copied) when the council sends the
+// national CareTeam shape.
+func TestCPIS_NationalShapes(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[0]
+	body := upload(councilA, nhs, cpp, "2025-09-26", "2026-09-26", "2015-04-01")
+	body = strings.ReplaceAll(body, `"code":"`+cpp+`"}`, `"code":"`+cpp+`","display":"Subject to child protection plan"}`)
+	body = strings.Replace(body, `"name":"Children's Social Care","subject":{"reference":"urn:uuid:10000000-0000-4000-8000-000000000001"}`,
+		`"name":"Council A Children's Services","subject":{"reference":"urn:uuid:10000000-0000-4000-8000-000000000001",`+
+			`"identifier":{"system":"`+nhsSys+`","value":"`+nhs+`"},"display":"Alex TESTCHILD"}`, 1)
+	postBundle(t, ts, body, "transaction-response", bearer(w.la)...)
+	for _, c := range []struct {
+		name, query string
+		status      int
+		national    []string
+	}{
+		{"cpis-careteam-bundle-01.json", lookupQuery("CareTeam", nhs), 200, []string{
+			"entry[].fullUrl", "entry[].resource.category[].coding[].code", "entry[].resource.category[].coding[].display",
+			"entry[].resource.category[].coding[].system", "entry[].resource.id", "entry[].resource.name", "entry[].resource.period.end",
+			"entry[].resource.period.start", "entry[].resource.resourceType", "entry[].resource.subject.display",
+			"entry[].resource.subject.identifier.system", "entry[].resource.subject.identifier.value", "entry[].resource.telecom[].system",
+			"entry[].resource.telecom[].use", "entry[].resource.telecom[].value", "entry[].search.mode", "id", "link[].relation", "link[].url",
+			"resourceType", "total", "type"}},
+		{"cpis-empty-bundle-01.json", lookupQuery("CareTeam", w.nhs[1]), 200, []string{"id", "link[].relation", "link[].url", "resourceType", "total", "type"}},
+		// The national error example has an id; ours, an answer and not a
+		// stored resource, has none.
+		{"cpis-opoutcome-01.json", "Communication?subject:identifier=" + url.QueryEscape(nhsSys+"|"+nhs), 403, []string{
+			"issue[].code", "issue[].details.coding[].code", "issue[].details.coding[].display", "issue[].details.coding[].system",
+			"issue[].severity", "resourceType"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := do(t, http.MethodGet, ts.Base+"/"+c.query, "", bearer(w.cl)...).wantStatus(t, c.status)
+			var v any
+			if err := json.Unmarshal(res.Body, &v); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			jsonPaths(v, "", got)
+			for _, p := range c.national {
+				if !got[p] {
+					t.Errorf("the answer lacks %s, which the national example has; answer %s", p, res.Body)
+				}
+			}
+		})
+	}
+}
