@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/profiles"
 	"github.com/cpis-fhir/cpis/server/smart"
 )
 
@@ -45,8 +46,12 @@ var planNames = map[string]string{
 // contact is an unscheduled contact with a child: what a notification is
 // about.
 type contact struct {
-	// Child is the current version of the child's Patient.
+	// Child is the current version of the child's Patient; nil when no
+	// Patient has the child's NHS number (records may name the child by
+	// NHS number only).
 	Child *fhir.Resource
+	// NHS is the child's NHS number when Child is nil.
+	NHS string
 	// SiteODS is the care organisation's ODS code; SiteRef its
 	// Organization (Organization/id) when known, SiteName its name.
 	SiteODS, SiteRef, SiteName string
@@ -240,10 +245,16 @@ func (s *Server) sysSearch(tx fhir.Tx, typ string, params url.Values, any ...url
 // another Patient with the same NHS number (each council may send its
 // own Patient of the child).
 func (s *Server) currentRecords(tx fhir.Tx, child *fhir.Resource, nhs, day string) ([]*fhir.Resource, []*flagRecord, error) {
-	or := []url.Values{{"subject": {child.Ref()}}}
+	var or []url.Values
+	if child != nil {
+		or = append(or, url.Values{"subject": {child.Ref()}})
+	}
 	if nhs != "" {
 		or = append(or, url.Values{"subject:identifier": {nhsNumberSystem + "|" + nhs}},
 			url.Values{"subject:Patient.identifier": {nhsNumberSystem + "|" + nhs}})
+	}
+	if len(or) == 0 {
+		return nil, nil, nil
 	}
 	rs, err := s.sysSearch(tx, "Flag", url.Values{"_count": {"100"}}, or...)
 	if err != nil {
@@ -316,10 +327,15 @@ func (s *Server) councilOf(tx fhir.Tx, f *flagRecord) (ods, ref, name string) {
 // service's own transaction, not a principal's view).
 func (s *Server) notifyContact(tx fhir.Tx, k contact) (records int, sent []*fhir.Resource, err error) {
 	var pt patientRecord
-	if err := json.Unmarshal(k.Child.JSON, &pt); err != nil {
-		return 0, nil, fmt.Errorf("notify: read child: %w", err)
+	nhs := k.NHS
+	if k.Child != nil {
+		if err := json.Unmarshal(k.Child.JSON, &pt); err != nil {
+			return 0, nil, fmt.Errorf("notify: read child: %w", err)
+		}
+		if n := pt.nhs(); n != "" {
+			nhs = n
+		}
 	}
-	nhs := pt.nhs()
 	rs, flags, err := s.currentRecords(tx, k.Child, nhs, k.At.UTC().Format(time.DateOnly))
 	if err != nil || len(rs) == 0 {
 		return 0, nil, err
@@ -337,7 +353,10 @@ func (s *Server) notifyContact(tx fhir.Tx, k contact) (records int, sent []*fhir
 		}
 		c := byODS[key]
 		if c == nil {
-			c = &council{ods: ods, ref: ref, name: name, subject: k.Child.Ref()}
+			c = &council{ods: ods, ref: ref, name: name}
+			if k.Child != nil {
+				c.subject = k.Child.Ref()
+			}
 			if strings.HasPrefix(f.Subject.Reference, "Patient/") {
 				c.subject = f.Subject.Reference
 			}
@@ -347,7 +366,7 @@ func (s *Server) notifyContact(tx fhir.Tx, k contact) (records int, sent []*fhir
 		c.flags, c.parsed = append(c.flags, rs[i]), append(c.parsed, f)
 	}
 	for _, c := range councils {
-		told, err := s.toldSince(tx, c, k.SiteODS, k.At.Add(-notifyWindow))
+		told, err := s.toldSince(tx, c, nhs, k.SiteODS, k.At.Add(-notifyWindow))
 		if err != nil {
 			return 0, nil, err
 		}
@@ -364,13 +383,18 @@ func (s *Server) notifyContact(tx fhir.Tx, k contact) (records int, sent []*fhir
 }
 
 // toldSince reports whether council c was sent a notification about its
-// Patient of the child for a contact with the care organisation site at or
+// Patient of the child (or the NHS number nhs, when the council's records
+// name no Patient) for a contact with the care organisation site at or
 // after since. The search is by the child's Patient alone (few
 // notifications each); sender, recipient and time are compared here,
 // because an ODS code or a time range shared by many notifications is a
 // poor index to start from.
-func (s *Server) toldSince(tx fhir.Tx, c *council, site string, since time.Time) (bool, error) {
-	q, err := fhir.ParseSearch("Communication", url.Values{"subject": {c.subject}, "_count": {"100"}},
+func (s *Server) toldSince(tx fhir.Tx, c *council, nhs, site string, since time.Time) (bool, error) {
+	by := url.Values{"subject": {c.subject}, "_count": {"100"}}
+	if c.subject == "" {
+		by = url.Values{"subject:identifier": {nhsNumberSystem + "|" + nhs}, "_count": {"100"}}
+	}
+	q, err := fhir.ParseSearch("Communication", by,
 		fhir.SearchOptions{Registry: s.registry, Strict: true})
 	if err != nil {
 		return false, err
@@ -603,10 +627,11 @@ func (s *Server) afterWrite(p *smart.Principal, notes *cpisNotes) func(tx fhir.T
 			return fmt.Errorf("notify: read encounter: %w", err)
 		}
 		child := s.contactChild(stx, &e.Subject)
-		if child == nil {
+		nhs := e.Subject.identifier(nhsNumberSystem)
+		if child == nil && (nhs == "" || !profiles.ValidNHSNumber(nhs)) {
 			return nil
 		}
-		k := contact{Child: child, SiteODS: e.ServiceProvider.identifier(odsSystem), SiteRef: e.ServiceProvider.Reference,
+		k := contact{Child: child, NHS: nhs, SiteODS: e.ServiceProvider.identifier(odsSystem), SiteRef: e.ServiceProvider.Reference,
 			SiteName: e.ServiceProvider.Display, Trigger: r.Ref(), At: r.LastUpdated}
 		if k.SiteODS == "" {
 			k.SiteODS = p.ODS

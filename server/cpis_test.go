@@ -818,3 +818,32 @@ func TestCPIS_NationalShapes(t *testing.T) {
 		})
 	}
 }
+
+// TestCPIS_RecordByNHSNumberOnly: a record whose subject is the NHS number
+// alone (no Patient stored) is found by the lookup and notified on an
+// attendance that names the child by NHS number.
+func TestCPIS_RecordByNHSNumberOnly(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[3]
+	subject := `{"identifier":{"system":"` + nhsSys + `","value":"` + nhs + `"}}`
+	flag := strings.Replace(cpisFlag("Patient/x", cpp, "2026-01-15", "", "Organization/la-a"), `{"reference":"Patient/x"}`, subject, 1)
+	flag = strings.Replace(flag, `{"reference":"Organization/la-a"}`, `{"reference":"Organization/la-a","identifier":{"system":"`+odsSys+`","value":"`+councilA+`"}}`, 1)
+	do(t, http.MethodPost, ts.Base+"/Flag", flag, bearer(w.la)...).wantStatus(t, http.StatusCreated)
+	if n := len(getSearchset(t, ts, lookupQuery("Flag", nhs), bearer(w.cl)...).mode("match")); n != 1 {
+		t.Fatalf("lookup: %d Flags, want 1", n)
+	}
+	for range 2 {
+		res := do(t, http.MethodPost, ts.Base+"/Encounter", encounter(subject), bearer(w.cl)...).wantStatus(t, http.StatusCreated)
+		if res.Header.Get("Warning") == "" {
+			t.Errorf("attendance of a child known by NHS number only: no Warning")
+		}
+	}
+	cs := getSearchset(t, ts, "Communication?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs), bearer(w.la)...).mode("match")
+	if len(cs) != 1 {
+		t.Fatalf("notifications after two attendances: %d, want 1", len(cs))
+	}
+	if s := cs[0]["subject"].(map[string]any); s["reference"] != nil || s["identifier"] == nil {
+		t.Errorf("notification subject %v, want the NHS number alone", s)
+	}
+}
