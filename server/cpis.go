@@ -1,8 +1,8 @@
 package server
 
-// The national CP-IS lookup API on the FHIR search
-// (https://digital.nhs.uk/developer/api-catalogue/child-protection-information-sharing-fhir,
-// ../shared/nhs-england/CPIS-API-NOTES.md; README "CP-IS workflow"):
+// The national CP-IS lookup API on the FHIR search (NHS England's CP-IS API
+// guides, https://simplifier.net/guide/child-protection---information-sharing--cp-is--api-consumer-impl;
+// README "CP-IS workflow"):
 //
 //   - CareTeam?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}
 //     (also Flag and CarePlan, patient: or subject:) finds the records of
