@@ -293,7 +293,9 @@ func (b *bench) one(ctx context.Context, r *rand.Rand, w *worker, buf *bytes.Buf
 		return
 	}
 	w.samples = append(w.samples, sample{o, d})
-	if (o == opLookup || o == opCareTeam) && bytes.Contains(buf.Bytes(), []byte(`"entry"`)) {
+	// A record found is a match entry; a lookup without one still has an
+	// outcome entry saying that no record is held.
+	if (o == opLookup || o == opCareTeam) && bytes.Contains(buf.Bytes(), []byte(`"mode":"match"`)) {
 		w.hits++
 	}
 }

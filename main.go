@@ -156,6 +156,9 @@ type Main struct {
 	// Auth is "on" (the default when empty) or "off"; off serves every
 	// request as an anonymous administrator, for development only.
 	Auth string
+	// RetentionDays is how many days ended CP-IS records stay visible;
+	// zero means 365.
+	RetentionDays int
 	// TokenTTL is the lifetime of the access tokens the authorization
 	// server issues.
 	TokenTTL time.Duration
@@ -211,6 +214,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS only")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
+	fs.IntVar(&m.RetentionDays, "retention", 365, "days ended CP-IS records stay visible before they leave searches (they stay in the history)")
 	return fs.Parse(args)
 }
 
@@ -306,6 +310,7 @@ func (m *Main) Run(ctx context.Context) error {
 
 		MaxBundleEntries:      m.MaxBundleEntries,
 		MaxConditionalDeletes: m.MaxConditionalDeletes,
+		Retention:             time.Duration(m.RetentionDays) * 24 * time.Hour,
 	})
 	if err != nil {
 		return err
@@ -336,6 +341,14 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	if m.RetentionDays < 0 {
+		return fmt.Errorf("--retention %d: want a number of days, 0 or more", m.RetentionDays)
+	}
+	// The plan lifecycle: on start, then daily (safe with several servers).
+	lctx, stopLifecycle := context.WithCancel(ctx)
+	defer stopLifecycle()
+	host, _ := os.Hostname()
+	srv.StartLifecycle(lctx, fmt.Sprintf("%s:%d", host, os.Getpid()))
 	ln, err := net.Listen("tcp", m.Addr)
 	if err != nil {
 		return err

@@ -591,3 +591,32 @@ type ackedCreate struct {
 	nhs  string
 	body []byte
 }
+
+// TestMain_Lifecycle: cpis serve runs the plan lifecycle on start; its lease
+// records the day's run.
+func TestMain_Lifecycle(t *testing.T) {
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := newMain(t, dir)
+	addr, done := startMain(t, ctx, m)
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: withToken(t, dir, tr)}
+	today := time.Now().UTC().Format(time.DateOnly)
+	var body []byte
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		var status int
+		status, _, body = do(t, client, http.MethodGet, "http://"+addr+"/fhir/Basic/cpis-lifecycle", nil)
+		if status == http.StatusOK && strings.Contains(string(body), `"created":"`+today+`"`) {
+			break
+		}
+	}
+	if !strings.Contains(string(body), `"created":"`+today+`"`) {
+		t.Errorf("Basic/cpis-lifecycle after start: %s, want the run of %s recorded", body, today)
+	}
+	cancel()
+	if err := waitRun(t, done); err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}

@@ -45,6 +45,22 @@ type Service struct {
 	// absolute URL outside the server). Validate must be safe for
 	// concurrent use. See https://hl7.org/fhir/R4/validation.html.
 	Validate func(p *Parsed, body []byte, resolve func(ref string) []byte) error
+	// AfterWrite, when set, runs inside the write transaction after each
+	// resource version the service puts (creates, updates, patches and
+	// every POST, PUT and PATCH entry of a Bundle; not deletes), with the
+	// transaction and the version written. Its writes commit with that
+	// version or not at all; its error fails the write (in a Bundle, the
+	// whole transaction or that batch entry). It runs on the store's
+	// single writer, so it must be quick.
+	AfterWrite func(tx Tx, r *Resource) error
+}
+
+// afterWrite calls s.AfterWrite, if set, for r.
+func (s *Service) afterWrite(tx Tx, r *Resource) error {
+	if s.AfterWrite == nil {
+		return nil
+	}
+	return s.AfterWrite(tx, r)
 }
 
 // validate calls s.Validate, if set, with the prepared bytes when there are
@@ -252,6 +268,9 @@ func (s *Service) put(tx Tx, p *Parsed, id string, version int64, method Method)
 	if err := tx.Put(r); err != nil {
 		return nil, err
 	}
+	if err := s.afterWrite(tx, r); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -328,6 +347,9 @@ func (s *Service) commitPrepared(tx Tx, p *Parsed, pre *prepared) (*Resource, er
 	}
 	r := &Resource{Type: p.Type, ID: pre.id, VersionID: pre.version, LastUpdated: now, Method: pre.method, JSON: pre.json, Index: pre.index}
 	if err := tx.Put(r); err != nil {
+		return nil, err
+	}
+	if err := s.afterWrite(tx, r); err != nil {
 		return nil, err
 	}
 	return r, nil

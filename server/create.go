@@ -41,6 +41,7 @@ func (s *Server) create(c *gin.Context) {
 		if typ == "SearchParameter" {
 			s.searchParameterWritten(r)
 		}
+		warnFlagged(c)
 		s.writeWritten(c, http.StatusCreated, r, "created")
 		return
 	}
@@ -52,6 +53,7 @@ func (s *Server) create(c *gin.Context) {
 	if typ == "SearchParameter" {
 		s.searchParameterWritten(r)
 	}
+	warnFlagged(c)
 	s.writeWritten(c, http.StatusCreated, r, "created")
 }
 

@@ -72,8 +72,25 @@ func (s *Server) fail(c *gin.Context, err error) {
 		fe = fhir.Errorf(fhir.IssueException, "internal server error; quote request id %s when reporting it", id)
 		status = http.StatusInternalServerError
 	}
-	s.writeOutcome(c, status, fe.OutcomeIssues())
+	s.writeOutcome(c, status, outcomeIssues(status, fe))
 	c.Abort()
+}
+
+// outcomeIssues are the issues reported for fe answered with status: a
+// refusal (403) carries the national CP-IS API's Spine code ACCESS_DENIED
+// in issue.details.
+func outcomeIssues(status int, fe *fhir.Error) []fhir.Issue {
+	issues := fe.OutcomeIssues()
+	if status != http.StatusForbidden {
+		return issues
+	}
+	issues = append([]fhir.Issue(nil), issues...)
+	for i := range issues {
+		if issues[i].Details.Code == "" {
+			issues[i].Details = spineCode(spineAccessDenied, "Access has been denied to process this request")
+		}
+	}
+	return issues
 }
 
 // writeOutcome writes an OperationOutcome with the issues.

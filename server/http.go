@@ -250,8 +250,12 @@ func (s *Server) writeWritten(c *gin.Context, status int, r *fhir.Resource, what
 		c.Status(status)
 	case "OperationOutcome":
 		setVersionHeaders(c, r)
-		s.writeOutcome(c, status, []fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.IssueInformational,
-			Diagnostics: fmt.Sprintf("%s %s, version %d", what, r.Ref(), r.VersionID)}})
+		issues := []fhir.Issue{{Severity: fhir.SeverityInformation, Code: fhir.IssueInformational,
+			Diagnostics: fmt.Sprintf("%s %s, version %d", what, r.Ref(), r.VersionID)}}
+		if notesOf(c.Request.Context()).isFlagged(r.Ref()) {
+			issues = append(issues, encounterIssue())
+		}
+		s.writeOutcome(c, status, issues)
 	default:
 		s.writeResource(c, status, r)
 	}

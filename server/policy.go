@@ -35,5 +35,6 @@ func (s *Server) storeFor(ctx context.Context) fhir.Store {
 func (s *Server) serviceFor(ctx context.Context) *fhir.Service {
 	svc := *s.svc
 	svc.Store = s.storeFor(ctx)
+	svc.AfterWrite = s.afterWrite(principalOf(ctx), notesOf(ctx))
 	return &svc
 }

@@ -148,6 +148,15 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 		return
 	}
 	q.Compartment = comp
+	if err := checkNHSNumbers(q.Filters); err != nil {
+		s.fail(c, err)
+		return
+	}
+	lk, err := s.cpisLookup(c.Request.Context(), q)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	if q.Summary == fhir.SummaryCount {
 		q.Count, q.Total = 0, fhir.TotalAccurate
 	}
@@ -208,12 +217,16 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 			b.Entry = append(b.Entry, fhir.BundleEntry{FullURL: base + "/" + r.Ref(), Resource: body, Search: &fhir.BundleSearch{Mode: set.mode}})
 		}
 	}
+	issues := lookupIssues(lk, len(page.Matches))
 	if len(q.Ignored) > 0 {
-		oo, err := s.codec.MarshalMessage(fhir.Outcome([]fhir.Issue{{
+		issues = append(issues, fhir.Issue{
 			Severity:    fhir.SeverityWarning,
 			Code:        fhir.IssueNotSupported,
 			Diagnostics: "these parameters are unknown or not supported here and were ignored: " + strings.Join(q.Ignored, ", "),
-		}}))
+		})
+	}
+	if len(issues) > 0 {
+		oo, err := s.codec.MarshalMessage(fhir.Outcome(issues))
 		if err != nil {
 			s.fail(c, err)
 			return

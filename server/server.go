@@ -65,6 +65,10 @@ type Config struct {
 	// request then acts as an administrator ("anonymous", system/*.*).
 	// See https://hl7.org/fhir/smart-app-launch/.
 	Verifier *smart.Verifier
+	// Retention is how long ended CP-IS records stay visible before the
+	// lifecycle removes them from searches (cpis_lifecycle.go); zero
+	// means DefaultRetention (365 days).
+	Retention time.Duration
 	// Auth is the built-in SMART authorization server (oauth.go), served at
 	// /oauth2 and described at /fhir/.well-known/smart-configuration and in
 	// the CapabilityStatement; nil serves none.
@@ -194,7 +198,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.GET("/readyz", s.readyz)
 	s.registerOAuth(e)
 
-	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.negotiate)
+	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both

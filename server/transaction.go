@@ -62,6 +62,12 @@ func (s *Server) bundle(c *gin.Context) {
 			s.searchParameterWritten(r)
 		}
 	}
+	for i := range out.Entry {
+		if oo := s.flaggedOutcome(c, res.Entries[i].Version); oo != nil && out.Entry[i].Response.Status[0] == '2' {
+			out.Entry[i].Response.Outcome = oo
+		}
+	}
+	warnFlagged(c)
 	b, err := json.Marshal(out)
 	if err != nil {
 		s.fail(c, err)

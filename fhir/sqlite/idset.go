@@ -85,7 +85,8 @@ func (s *idSet) load(ctx context.Context, st *Store) error {
 
 // absent reports whether q is known to match nothing because one of its
 // ANDed filters asks only for identifier values (system|value) that no
-// resource carries, directly or through a chain.
+// resource carries, directly, through a chain or in every part of a
+// disjunction (Filter.Any).
 func (s *idSet) absent(q *fhir.Search) bool {
 	if q.Type == "" {
 		return false
@@ -99,6 +100,14 @@ func (s *idSet) absent(q *fhir.Search) bool {
 }
 
 func (s *idSet) filterAbsent(f *fhir.Filter, typ string) bool {
+	if len(f.Any) > 0 {
+		for i := range f.Any {
+			if !s.filterAbsent(&f.Any[i], typ) {
+				return false
+			}
+		}
+		return true
+	}
 	if f.Has != nil || f.Param == nil {
 		return false
 	}

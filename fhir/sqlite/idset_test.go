@@ -145,3 +145,34 @@ func TestSearch_ParameterFirstWrittenAfterLookup(t *testing.T) {
 		t.Errorf("after the write: %v, %v; want 1 match", page, err)
 	}
 }
+
+// TestIdentifierSet_Any: a disjunction is answered from the set only when
+// every part asks for an identifier no resource carries.
+func TestIdentifierSet_Any(t *testing.T) {
+	s, err := sqlite.Open(filepath.Join(t.TempDir(), "cpis.db"), sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := putPatient(t, s, "a", "9990000018", false); err != nil {
+		t.Fatal(err)
+	}
+	ident, _ := fhir.LookupSearchParam("Patient", "identifier")
+	byAny := func(nhs ...string) int {
+		var parts []fhir.Filter
+		for _, n := range nhs {
+			parts = append(parts, fhir.Filter{Param: ident, Values: []fhir.Value{{System: nhsSystem, HasSystem: true, Code: n}}})
+		}
+		page, err := s.Search(context.Background(), &fhir.Search{Type: "Patient", Count: 10, Filters: []fhir.Filter{{Any: parts}}}, nil, false)
+		if err != nil {
+			t.Fatalf("search %v: %v", nhs, err)
+		}
+		return len(page.Matches)
+	}
+	if n := byAny("9990000026", "9990000018"); n != 1 {
+		t.Errorf("unknown OR stored: %d matches, want 1", n)
+	}
+	if n := byAny("9990000026", "9990000034"); n != 0 {
+		t.Errorf("unknown OR unknown: %d matches, want 0", n)
+	}
+}

@@ -84,6 +84,20 @@ func TestSearch_ExplainHotLookups(t *testing.T) {
 			"USING PRIMARY KEY (pid=? AND code=? AND system=?)",
 			"SEARCH h USING INTEGER PRIMARY KEY (rowid=?)",
 		}},
+		// The CP-IS lookup as the server runs it (server/cpis.go):
+		// subject:identifier OR subject.identifier, restricted to that child.
+		{"CP-IS lookup: subject:identifier=nhs|X or subject.identifier=nhs|X, restricted", &fhir.Search{Type: "Flag", Count: 20, Filters: []fhir.Filter{
+			{Any: []fhir.Filter{{Param: subject, Modifier: "identifier", Values: []fhir.Value{nhs}},
+				{Param: subject, Chain: []fhir.ChainTarget{{Type: "Patient", Filter: fhir.Filter{Param: identifier, Values: []fhir.Value{nhs}}}}}}},
+		}, Restrict: &fhir.Restriction{Types: map[string][]fhir.Filter{
+			"Flag": {{Any: []fhir.Filter{{Param: subject, Modifier: "identifier", Values: []fhir.Value{nhs}},
+				{Param: subject, Chain: []fhir.ChainTarget{{Type: "Patient", Filter: fhir.Filter{Param: identifier, Values: []fhir.Value{nhs}}}}}}}},
+			"Patient": {{Param: identifier, Values: []fhir.Value{nhs}}},
+		}}}, []string{
+			"USING PRIMARY KEY (pid=? AND code=? AND system=?)",
+			"USING PRIMARY KEY (pid=? AND ref_id=? AND ref_type=?)",
+			"SEARCH h USING INTEGER PRIMARY KEY (rowid=?)",
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			plan, err := s.Explain(ctx, c.q)

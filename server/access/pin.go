@@ -31,7 +31,21 @@ func findPin(q *fhir.Search) *childPin {
 }
 
 func filterPin(f *fhir.Filter, typ string) *childPin {
-	if f.Param == nil || f.Has != nil || len(f.Any) > 0 {
+	if len(f.Any) > 0 {
+		// A disjunction (made by the server, never by the parser, such as
+		// the CP-IS lookup's identifier-or-chain) names a child when each
+		// of its parts names the same one.
+		var pin *childPin
+		for i := range f.Any {
+			p := filterPin(&f.Any[i], typ)
+			if p == nil || (pin != nil && *p != *pin) {
+				return nil
+			}
+			pin = p
+		}
+		return pin
+	}
+	if f.Param == nil || f.Has != nil {
 		return nil
 	}
 	if typ == "Patient" {

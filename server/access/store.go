@@ -161,6 +161,11 @@ func (t *txn) Put(r *fhir.Resource) error {
 	return t.Tx.Put(r)
 }
 
+// Unwrap returns the transaction without the principal's checks, for the
+// writes the service makes on its own inside a request's write (CP-IS
+// notifications), which no principal's role would allow.
+func (t *txn) Unwrap() fhir.Tx { return t.Tx }
+
 // AppendAudit appends an audit record in the write's transaction when the
 // store's transaction can (sqlite).
 func (t *txn) AppendAudit(rec []byte) error {
