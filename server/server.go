@@ -105,6 +105,7 @@ type Server struct {
 	sp         *searchParams
 	validator  *profiles.Validator
 	term       *terminology.Service
+	outcomes   sync.Map // fixed OperationOutcomes as JSON (outcomeJSON)
 	policy     *access.Policy
 	projectMu  sync.Mutex // one audit projection at a time (auditevent.go)
 	limit      *limiter   // nil without Config.RateLimit
