@@ -98,7 +98,7 @@ func (s *Store) flushAudit() {
 	for {
 		var batch []*auditReq
 		took := false
-		err := s.Write(context.Background(), func(t fhir.Tx) error {
+		err := s.write(&writeReq{ctx: context.Background(), done: make(chan error, 1), first: true, fn: func(t fhir.Tx) error {
 			a.mu.Lock()
 			batch, took = a.pending, true
 			a.pending = nil
@@ -110,7 +110,7 @@ func (s *Store) flushAudit() {
 				}
 			}
 			return nil
-		})
+		}})
 		if !took {
 			// The write never ran (the store is closing): fail what waits.
 			a.mu.Lock()

@@ -64,6 +64,10 @@ type writeReq struct {
 	ctx  context.Context
 	fn   func(fhir.Tx) error
 	done chan error
+	// first marks a batch of read audit records (flushAudit): the writer
+	// commits such writes ahead of the others it has taken, so that a read
+	// never waits for an upload queued before it.
+	first bool
 }
 
 // Open opens (creating if needed) the database file at path, applies the

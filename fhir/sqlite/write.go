@@ -14,7 +14,10 @@ import (
 // savepoint of a commit it may share with other writes; Write returns once
 // that commit is durable. A ctx cancelled before fn starts skips fn.
 func (s *Store) Write(ctx context.Context, fn func(fhir.Tx) error) error {
-	req := &writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)}
+	return s.write(&writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)})
+}
+
+func (s *Store) write(req *writeReq) error {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
@@ -47,8 +50,29 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		s.commit(batch)
+		s.commitFirst(batch)
 	}
+}
+
+// commitFirst commits the batch, the writes marked first (read audit
+// records) in a commit of their own ahead of the others when it holds both:
+// one more fsync, but a read's record does not wait for the savepoints of
+// the uploads queued before it.
+func (s *Store) commitFirst(batch []*writeReq) {
+	var first, rest []*writeReq
+	for _, r := range batch {
+		if r.first {
+			first = append(first, r)
+		} else {
+			rest = append(rest, r)
+		}
+	}
+	if len(first) == 0 || len(rest) == 0 {
+		s.commit(batch)
+		return
+	}
+	s.commit(first)
+	s.commit(rest)
 }
 
 func (s *Store) commit(batch []*writeReq) {
