@@ -263,6 +263,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	var verifier *smart.Verifier
 	var authServer *smart.AuthServer
+	var authRegistry *smart.Registry
 	switch m.Auth {
 	case "", "on":
 		keys, err := smart.OpenKeySet(filepath.Join(m.DataDir, keysFile))
@@ -278,10 +279,11 @@ func (m *Main) Run(ctx context.Context) error {
 				RoleClaim: m.OIDCRoleClaim, ODSClaim: m.OIDCODSClaim, SDSRoleClaim: m.OIDCSDSRoleClaim}
 		}
 		verifier = smart.NewVerifier(vc)
-		registry, err := smart.OpenRegistry(m.DataDir)
+		registry, err := openRegistry(store, m.DataDir)
 		if err != nil {
 			return err
 		}
+		authRegistry = registry
 		replay, err := smart.OpenReplayStore(filepath.Join(m.DataDir, replayFile), nil)
 		if err != nil {
 			return err
@@ -373,7 +375,7 @@ func (m *Main) Run(ctx context.Context) error {
 		if base == "" {
 			base = scheme + "://" + displayAddr(ln.Addr()) + server.FHIRBase
 		}
-		if err := registerDemo(m.DataDir, base, m.Stdout); err != nil {
+		if err := registerDemo(authRegistry, m.DataDir, base, m.Stdout); err != nil {
 			ln.Close()
 			return err
 		}
@@ -680,11 +682,7 @@ func clientAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
-	reg, err := smart.OpenRegistry(*dir)
-	if err != nil {
-		return err
-	}
-	if err := reg.AddClient(c, secret); err != nil {
+	if err := withRegistry(*dir, func(reg *smart.Registry) error { return reg.AddClient(c, secret) }); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "cpis: client %s registered\n", c.ID)
@@ -715,11 +713,9 @@ func userAdd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
 	}
-	reg, err := smart.OpenRegistry(*dir)
-	if err != nil {
-		return err
-	}
-	if err := reg.AddUser(smart.User{ID: *id, Role: smart.Role(*role), ODS: *ods, SDSRole: *sdsRole}, password); err != nil {
+	if err := withRegistry(*dir, func(reg *smart.Registry) error {
+		return reg.AddUser(smart.User{ID: *id, Role: smart.Role(*role), ODS: *ods, SDSRole: *sdsRole}, password)
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "cpis: user %s registered\n", *id)
@@ -759,11 +755,7 @@ var demoUsers = []smart.User{
 // public app demo-app (redirect http://localhost:9000/callback), then
 // prints the passwords and the commands that make tokens. The passwords
 // go to stdout only, never to the log.
-func registerDemo(dir, base string, out io.Writer) error {
-	reg, err := smart.OpenRegistry(dir)
-	if err != nil {
-		return err
-	}
+func registerDemo(reg *smart.Registry, dir, base string, out io.Writer) error {
 	if err := reg.AddClient(smart.Client{ID: "demo-app", Public: true, RedirectURIs: []string{"http://localhost:9000/callback"},
 		Scope: appScope}, ""); err != nil {
 		return err
@@ -787,4 +779,35 @@ func registerDemo(dir, base string, out io.Writer) error {
 		fmt.Fprintf(out, "cpis:   TOKEN=$(cpis token --data %s --base-url %s --role %s%s)\n", dir, base, u.Role, ods)
 	}
 	return auditAdmin(dir, "demo-registered", map[string]string{"users": "demo-la demo-clinician demo-gp demo-admin", "client": "demo-app"})
+}
+
+// openRegistry opens the SMART clients and users kept in the store, moving
+// the clients.json and users.json of an older data folder dir into it.
+func openRegistry(store *sqlite.Store, dir string) (*smart.Registry, error) {
+	reg, err := smart.OpenRegistry(store)
+	if err != nil {
+		return nil, err
+	}
+	if err := reg.ImportFiles(dir); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
+
+// withRegistry opens the store of the data folder dir for a command (a
+// running server reads the change within a second), runs fn on its
+// registry and closes the store.
+func withRegistry(dir string, fn func(*smart.Registry) error) error {
+	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
+	if err != nil {
+		return err
+	}
+	reg, err := openRegistry(store, dir)
+	if err == nil {
+		err = fn(reg)
+	}
+	if cerr := store.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server/smart"
 )
 
@@ -147,21 +148,80 @@ func TestMain_ClientAndUserAdd(t *testing.T) {
 	if err := userAdd([]string{"--data", dir, "--id", "dr-b", "--role", "admin", "--password-stdin"}, strings.NewReader("short\n"), &out, &errs); err == nil {
 		t.Errorf("cpis user add with a short password: no error")
 	}
-	for _, f := range []string{"clients.json", "users.json", "audit-admin.log"} {
-		b, err := os.ReadFile(filepath.Join(dir, f))
+	// The clients and users are in the store: no file of the folder (the
+	// database, its WAL, the admin log) holds a secret or a password in
+	// clear, and the store holds app-1 and svc-1 with a bcrypt hash.
+	files, _ := filepath.Glob(filepath.Join(dir, "*"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if strings.Contains(string(b), secret) || strings.Contains(string(b), password) {
 			t.Errorf("%s holds a secret or a password in clear", f)
 		}
-		if st, _ := os.Stat(filepath.Join(dir, f)); st.Mode().Perm() != 0o600 {
-			t.Errorf("%s: mode %v, want 0600", f, st.Mode().Perm())
+	}
+	if st, _ := os.Stat(filepath.Join(dir, "audit-admin.log")); st == nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("audit-admin.log: %v, want mode 0600", st)
+	}
+	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	b, err := store.Setting(context.Background(), "smart.clients")
+	if err != nil || !strings.Contains(string(b), `"app-1"`) || !strings.Contains(string(b), `"secret_hash":"$2`) {
+		t.Errorf("registered clients %s (%v): want app-1 and svc-1 with a bcrypt hash", b, err)
+	}
+	reg, err := smart.OpenRegistry(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.Login("dr-a", password); !ok {
+		t.Errorf("dr-a does not log in with the password given to cpis user add")
+	}
+}
+
+// TestMain_RegistryImport: the clients.json and users.json of an older data
+// folder move into the store at the next command (renamed *.imported).
+func TestMain_RegistryImport(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "clients.json"), []byte(`{"old-app":{"id":"old-app","public":true,"redirect_uris":["http://localhost:9/cb"]}}`), 0o600)
+	var out, errs syncBuffer
+	if err := clientAdd([]string{"--data", dir, "--id", "app-2", "--public", "--redirect-uri", "http://localhost:9/cb"}, strings.NewReader(""), &out, &errs); err != nil {
+		t.Fatalf("cpis client add: %v\n%s", err, errs.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "clients.json.imported")); err != nil {
+		t.Errorf("clients.json was not renamed after the import: %v", err)
+	}
+	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	reg, err := smart.OpenRegistry(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"old-app", "app-2"} {
+		if _, ok := reg.Client(id); !ok {
+			t.Errorf("client %s not in the store after the import", id)
 		}
 	}
-	b, _ := os.ReadFile(filepath.Join(dir, "clients.json"))
-	if !strings.Contains(string(b), `"app-1"`) || !strings.Contains(string(b), `"secret_hash": "$2`) {
-		t.Errorf("clients.json %s: want app-1 and svc-1 with a bcrypt hash", b)
+	// A registry that is open (a running server's) sees a client that
+	// cpis client add registers meanwhile, within a second.
+	if err := clientAdd([]string{"--data", dir, "--id", "app-3", "--public", "--redirect-uri", "http://localhost:9/cb"}, strings.NewReader(""), &out, &errs); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if _, ok := reg.Client("app-3"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an open registry does not see app-3, registered by another open of the store, after 3 s")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -182,7 +242,12 @@ func TestMain_Demo(t *testing.T) {
 			pw = f[len(f)-1]
 		}
 	}
-	reg, err := smart.OpenRegistry(dir)
+	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	reg, err := smart.OpenRegistry(store)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 	}
 	if auth && cfg.Auth == nil {
 		ts.Dir = filepath.Dir(ts.Path)
-		if ts.Reg, err = smart.OpenRegistry(ts.Dir); err != nil {
+		if ts.Reg, err = smart.OpenRegistry(ts.Store); err != nil {
 			tb.Fatal(err)
 		}
 		replay, err := smart.OpenReplayStore(filepath.Join(ts.Dir, "jti.log"), ts.Clock.Now)

@@ -1,6 +1,8 @@
 package smart
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -54,85 +56,131 @@ type User struct {
 	Created      time.Time `json:"created"`
 }
 
-// Registry holds the clients and users of a data folder in two files,
-// clients.json and users.json (mode 0600); the CLI writes them, a running
-// server reads them again within a second of a change. It is safe for
-// concurrent use.
-type Registry struct {
-	clients, users string // file paths
-
-	mu       sync.Mutex
-	cl       map[string]*Client
-	us       map[string]*User
-	clInfo   os.FileInfo
-	usInfo   os.FileInfo
-	lastLook time.Time
+// Settings is where a Registry keeps its two documents, the clients and
+// the users as JSON: a store's small settings table (sqlite.Store
+// implements it), so that they live, and are backed up, with the data.
+type Settings interface {
+	// Setting returns the value of key, or nil when it has none.
+	Setting(ctx context.Context, key string) ([]byte, error)
+	// PutSetting durably sets the value of key.
+	PutSetting(ctx context.Context, key string, value []byte) error
 }
 
-// OpenRegistry opens the registry of the data folder dir.
-func OpenRegistry(dir string) (*Registry, error) {
-	r := &Registry{clients: filepath.Join(dir, "clients.json"), users: filepath.Join(dir, "users.json")}
+// The settings keys of the registry's documents.
+const (
+	clientsSetting = "smart.clients"
+	usersSetting   = "smart.users"
+)
+
+// Registry holds the clients and users of a store (see Settings); the CLI
+// writes them, a running server reads them again within a second of a
+// change. It is safe for concurrent use.
+type Registry struct {
+	st Settings
+
+	mu           sync.Mutex
+	cl           map[string]*Client
+	us           map[string]*User
+	clRaw, usRaw []byte
+	lastLook     time.Time
+}
+
+// OpenRegistry opens the registry kept in st.
+func OpenRegistry(st Settings) (*Registry, error) {
+	r := &Registry{st: st}
 	if err := r.load(); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
+// load reads both documents again; r.mu is held (or r is not shared yet).
 func (r *Registry) load() error {
+	ctx := context.Background()
+	clRaw, err := r.st.Setting(ctx, clientsSetting)
+	if err != nil {
+		return err
+	}
+	usRaw, err := r.st.Setting(ctx, usersSetting)
+	if err != nil {
+		return err
+	}
+	if r.cl != nil && bytes.Equal(clRaw, r.clRaw) && bytes.Equal(usRaw, r.usRaw) {
+		return nil
+	}
 	cl := map[string]*Client{}
 	us := map[string]*User{}
-	ci, err := readJSONFile(r.clients, &cl)
-	if err != nil {
-		return err
+	if len(clRaw) > 0 {
+		if err := json.Unmarshal(clRaw, &cl); err != nil {
+			return fmt.Errorf("smart: registered clients: %w", err)
+		}
 	}
-	ui, err := readJSONFile(r.users, &us)
-	if err != nil {
-		return err
+	if len(usRaw) > 0 {
+		if err := json.Unmarshal(usRaw, &us); err != nil {
+			return fmt.Errorf("smart: registered users: %w", err)
+		}
 	}
-	r.cl, r.us, r.clInfo, r.usInfo = cl, us, ci, ui
+	r.cl, r.us, r.clRaw, r.usRaw = cl, us, clRaw, usRaw
 	return nil
 }
 
-// readJSONFile decodes path into v; a missing file leaves v as it is.
-func readJSONFile(path string, v any) (os.FileInfo, error) {
-	st, err := os.Stat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return st, nil
-}
-
-func changed(prev os.FileInfo, path string) bool {
-	st, err := os.Stat(path)
-	if err != nil {
-		return prev != nil
-	}
-	return prev == nil || !os.SameFile(prev, st) || !st.ModTime().Equal(prev.ModTime())
-}
-
-// refresh reloads the files when they changed, at most every second;
-// r.mu is held.
+// refresh reads the documents again when a second has passed since the
+// last look; r.mu is held. A failing read keeps what was read before.
 func (r *Registry) refresh() {
 	if time.Since(r.lastLook) < time.Second {
 		return
 	}
 	r.lastLook = time.Now()
-	if changed(r.clInfo, r.clients) || changed(r.usInfo, r.users) {
-		r.load()
-	}
+	r.load()
 }
 
-// Client returns the registered client id, as the file says at most a
+// put writes the document key from v and reads both again; r.mu is held.
+func (r *Registry) put(key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if err := r.st.PutSetting(context.Background(), key, b); err != nil {
+		return err
+	}
+	return r.load()
+}
+
+// ImportFiles moves the clients.json and users.json of an older data
+// folder dir into the registry (once: the files are renamed to
+// *.imported), unless the registry holds that document already.
+func (r *Registry) ImportFiles(dir string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, f := range []struct{ file, key string }{{"clients.json", clientsSetting}, {"users.json", usersSetting}} {
+		path := filepath.Join(dir, f.file)
+		b, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		have, err := r.st.Setting(context.Background(), f.key)
+		if err != nil {
+			return err
+		}
+		if len(have) == 0 {
+			if !json.Valid(b) {
+				return fmt.Errorf("smart: %s is not valid JSON", path)
+			}
+			if err := r.st.PutSetting(context.Background(), f.key, b); err != nil {
+				return err
+			}
+		}
+		if err := os.Rename(path, path+".imported"); err != nil {
+			return err
+		}
+	}
+	return r.load()
+}
+
+// Client returns the registered client id, as the store said at most a
 // second ago.
 func (r *Registry) Client(id string) (*Client, bool) {
 	r.mu.Lock()
@@ -142,7 +190,7 @@ func (r *Registry) Client(id string) (*Client, bool) {
 	return c, ok
 }
 
-// User returns the registered user id, as the file says at most a second
+// User returns the registered user id, as the store said at most a second
 // ago.
 func (r *Registry) User(id string) (*User, bool) {
 	r.mu.Lock()
@@ -210,10 +258,7 @@ func (r *Registry) AddClient(c Client, secret string) error {
 		return err
 	}
 	r.cl[c.ID] = &c
-	if err := writeJSONFile(r.clients, r.cl); err != nil {
-		return err
-	}
-	return r.load()
+	return r.put(clientsSetting, r.cl)
 }
 
 // AddUser registers (or replaces) a user; the password is hashed with
@@ -240,10 +285,7 @@ func (r *Registry) AddUser(u User, password string) error {
 		return err
 	}
 	r.us[u.ID] = &u
-	if err := writeJSONFile(r.users, r.us); err != nil {
-		return err
-	}
-	return r.load()
+	return r.put(usersSetting, r.us)
 }
 
 // dummyHash is checked against when a user does not exist, so that the
@@ -269,14 +311,6 @@ func (r *Registry) Login(id, password string) (*User, bool) {
 // checkSecret reports whether secret is the client's.
 func (c *Client) checkSecret(secret string) bool {
 	return c.SecretHash != "" && bcrypt.CompareHashAndPassword([]byte(c.SecretHash), []byte(secret)) == nil
-}
-
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(path, b)
 }
 
 func checkPrincipal(role Role, ods string) error {
