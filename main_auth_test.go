@@ -164,18 +164,10 @@ func TestMain_ClientAndUserAdd(t *testing.T) {
 	if st, _ := os.Stat(filepath.Join(dir, "audit-admin.log")); st == nil || st.Mode().Perm() != 0o600 {
 		t.Errorf("audit-admin.log: %v, want mode 0600", st)
 	}
-	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store, reg := openRegistryOf(t, dir)
 	b, err := store.Setting(context.Background(), "smart.clients")
 	if err != nil || !strings.Contains(string(b), `"app-1"`) || !strings.Contains(string(b), `"secret_hash":"$2`) {
 		t.Errorf("registered clients %s (%v): want app-1 and svc-1 with a bcrypt hash", b, err)
-	}
-	reg, err := smart.OpenRegistry(store)
-	if err != nil {
-		t.Fatal(err)
 	}
 	if _, ok := reg.Login("dr-a", password); !ok {
 		t.Errorf("dr-a does not log in with the password given to cpis user add")
@@ -194,15 +186,7 @@ func TestMain_RegistryImport(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "clients.json.imported")); err != nil {
 		t.Errorf("clients.json was not renamed after the import: %v", err)
 	}
-	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	reg, err := smart.OpenRegistry(store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, reg := openRegistryOf(t, dir)
 	for _, id := range []string{"old-app", "app-2"} {
 		if _, ok := reg.Client(id); !ok {
 			t.Errorf("client %s not in the store after the import", id)
@@ -242,19 +226,27 @@ func TestMain_Demo(t *testing.T) {
 			pw = f[len(f)-1]
 		}
 	}
-	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-	reg, err := smart.OpenRegistry(store)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, reg := openRegistryOf(t, dir)
 	if _, ok := reg.Login("demo-clinician", pw); !ok || pw == "" {
 		t.Errorf("--demo printed %q; the demo-clinician password from it does not log in", out)
 	}
 	if _, ok := reg.Client("demo-app"); !ok || !strings.Contains(out, "cpis token --data") {
 		t.Errorf("--demo: no demo-app or no token commands in %q", out)
 	}
+}
+
+// openRegistryOf opens the store of the data folder dir (closed at the
+// test's end) and its SMART registry.
+func openRegistryOf(t *testing.T, dir string) (*sqlite.Store, *smart.Registry) {
+	t.Helper()
+	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	reg, err := smart.OpenRegistry(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, reg
 }
