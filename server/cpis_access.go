@@ -24,6 +24,7 @@ package server
 //     include), whether or not the request asks for the _include.
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -280,7 +281,7 @@ func (s *Server) accessEvents(a *accessRead, g *accessGroup) (listed, repeat *fh
 	type entity struct {
 		What ref `json:"what"`
 	}
-	tags := []coding{{System: AccessTagSystem, Code: accessListed, Display: "first look at these records by this person in 24 hours"}}
+	tags := []coding{{System: AccessTagSystem, Code: accessListed, Display: accessTagDisplay}}
 	if g.ods != "" {
 		tags = append(tags, coding{System: odsSystem, Code: g.ods})
 	}
@@ -306,11 +307,45 @@ func (s *Server) accessEvents(a *accessRead, g *accessGroup) (listed, repeat *fh
 	if listed, err = s.stampNew("AuditEvent", id, ae); err != nil {
 		return nil, nil, err
 	}
-	tags[0] = coding{System: AccessTagSystem, Code: accessRepeat, Display: "a look again at these records by this person within 24 hours"}
-	if repeat, err = s.stampNew("AuditEvent", id, ae); err != nil {
-		return nil, nil, err
+	if repeat = repeatOf(listed); repeat == nil {
+		tags[0].Code = accessRepeat
+		if repeat, err = s.stampNew("AuditEvent", id, ae); err != nil {
+			return nil, nil, err
+		}
 	}
 	return listed, repeat, nil
+}
+
+// accessTagDisplay is the display of both access-history tags, so that
+// they differ by their code alone.
+const accessTagDisplay = "CP-IS access history"
+
+// repeatOf returns the repeat version of the listed AuditEvent r without
+// a second parse: its canonical JSON and index rows with the tag's code
+// changed (the codes have the same length). nil if the tag is not found
+// as expected.
+func repeatOf(r *fhir.Resource) *fhir.Resource {
+	from := []byte(`{"code":"` + accessListed + `","display":"` + accessTagDisplay + `","system":"` + AccessTagSystem + `"}`)
+	to := []byte(`{"code":"` + accessRepeat + `","display":"` + accessTagDisplay + `","system":"` + AccessTagSystem + `"}`)
+	if bytes.Count(r.JSON, from) != 1 || r.Index == nil {
+		return nil
+	}
+	out := *r
+	out.JSON = bytes.Replace(r.JSON, from, to, 1)
+	idx := *r.Index
+	idx.Tokens = append([]fhir.IndexToken(nil), r.Index.Tokens...)
+	n := 0
+	for i, t := range idx.Tokens {
+		if t.Param == "_tag" && t.System == AccessTagSystem && t.Code == accessListed {
+			idx.Tokens[i].Code = accessRepeat
+			n++
+		}
+	}
+	if n != 1 {
+		return nil
+	}
+	out.Index = &idx
+	return &out
 }
 
 // writeAccess writes, inside tx (the service's own transaction), the

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server"
 	"github.com/cpis-fhir/cpis/server/smart"
 )
 
@@ -246,5 +248,45 @@ func TestCPIS_AccessHistoryNewest(t *testing.T) {
 	}
 	if n := len(w.communications(t, w.la, nhs)); n != 1 {
 		t.Errorf("30 looks from one site: %d notifications, want 1", n)
+	}
+}
+
+// TestCPIS_AccessRepeatCanonical: the repeat version of an access
+// AuditEvent, made from the listed one without a parse, is the codec's
+// canonical JSON, and its index finds it by its tag and not by the other.
+func TestCPIS_AccessRepeatCanonical(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[2]
+	w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	for range 2 {
+		getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(w.cl)...)
+	}
+	tag := func(code string) []map[string]any {
+		return getSearchset(t, ts, historyQuery(nhs)+"&_tag="+url.QueryEscape(server.AccessTagSystem+"|"+code)+"&type="+
+			url.QueryEscape("http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle|access")).mode("match")
+	}
+	listed, repeat := tag("listed"), tag("repeat")
+	if len(listed) != 1 || len(repeat) != 1 || listed[0]["id"] == repeat[0]["id"] {
+		t.Fatalf("admin: %d listed and %d repeat access AuditEvents, want 1 and 1", len(listed), len(repeat))
+	}
+	r, err := ts.Store.Read(t.Context(), "AuditEvent", repeat[0]["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := codec.Parse(r.JSON)
+	if err != nil {
+		t.Fatalf("stored AuditEvent is not valid R4: %v; %s", err, r.JSON)
+	}
+	canon, err := codec.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(canon) != string(r.JSON) || !strings.Contains(string(r.JSON), `"code":"repeat"`) {
+		t.Errorf("stored repeat AuditEvent is not canonical or not tagged repeat:\n got %s\nwant %s", r.JSON, canon)
 	}
 }
