@@ -66,9 +66,12 @@ const maxReturned = 100
 
 // auditEvent gathers one request's record while it is served.
 type auditEvent struct {
-	mu      sync.Mutex
-	rec     auditRecord
-	inTx    bool // a write's own record was committed
+	mu   sync.Mutex
+	rec  auditRecord
+	inTx bool // a write's own record was committed
+	// access is the access history a lookup writes with the record
+	// (cpis_access.go); nil for every other request.
+	access  *accessRead
 	seen    map[string]bool
 	patient map[string]bool
 }
@@ -176,9 +179,30 @@ func (s *Server) auditRequest(c *gin.Context) {
 		ev.addPatient("Patient/" + c.Param("id"))
 	}
 	rec, err := json.Marshal(&ev.rec)
-	inTx := ev.inTx
+	inTx, acc, r := ev.inTx, ev.access, ev.rec
 	ev.mu.Unlock()
-	if err == nil {
+	switch {
+	case err != nil:
+	case acc != nil && bw.status == http.StatusOK:
+		// A lookup's access history goes in the same durable write as
+		// its record.
+		err = s.store.Write(context.WithoutCancel(c.Request.Context()), func(tx fhir.Tx) error {
+			al, ok := tx.(txAuditLog)
+			if !ok {
+				return fhir.Errorf(fhir.IssueException, "the store cannot append to the audit trail in a write")
+			}
+			written, err := s.writeAccess(tx, acc)
+			if err != nil {
+				return err
+			}
+			r.Written = written
+			b, err := json.Marshal(&r)
+			if err != nil {
+				return err
+			}
+			return al.AppendAudit(b)
+		})
+	default:
 		err = log.AppendAudit(context.WithoutCancel(c.Request.Context()), rec)
 	}
 	if err != nil {

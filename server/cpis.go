@@ -185,6 +185,9 @@ func paramName(f *fhir.Filter) string {
 // lookup is what cpisLookup found out about a CP-IS lookup.
 type lookup struct {
 	superseded bool
+	// nhs is the child's NHS number as looked up (the replacement's, for
+	// a superseded number).
+	nhs string
 }
 
 // cpisLookup prepares q when it is a CP-IS lookup (a search of Flag,
@@ -218,6 +221,7 @@ func (s *Server) cpisLookup(ctx context.Context, q *fhir.Search) (*lookup, error
 			lk.superseded = true
 			v.Code = nhs
 		}
+		lk.nhs = nhs
 		ident, ok := s.registry.Lookup("Patient", "identifier")
 		if !ok {
 			continue

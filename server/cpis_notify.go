@@ -66,6 +66,11 @@ type contact struct {
 	// Trigger is the contact's own resource: Encounter/id or
 	// AuditEvent/id.
 	Trigger string
+	// Triggers, when set, gives the trigger per council ODS code (a
+	// lookup's access AuditEvent is one per council); Trigger otherwise.
+	Triggers map[string]string
+	// Lookup is true for a CP-IS lookup (the text says so).
+	Lookup bool
 }
 
 // jsonRef is the part of a Reference the workflow reads.
@@ -529,11 +534,15 @@ func (s *Server) writeNotification(tx fhir.Tx, k contact, pt *patientRecord, nhs
 	for _, f := range c.flags {
 		n.About = append(n.About, outRef{Reference: f.Ref()})
 	}
+	trigger := k.Trigger
+	if t, ok := k.Triggers[c.ods]; ok {
+		trigger = t
+	}
 	switch {
-	case strings.HasPrefix(k.Trigger, "Encounter/"):
-		n.Encounter = &outRef{Reference: k.Trigger}
-	case k.Trigger != "":
-		n.About = append(n.About, outRef{Reference: k.Trigger})
+	case strings.HasPrefix(trigger, "Encounter/"):
+		n.Encounter = &outRef{Reference: trigger}
+	case trigger != "":
+		n.About = append(n.About, outRef{Reference: trigger})
 	}
 	n.Recipient = append(n.Recipient, identRef(c.ref, odsSystem, c.ods, c.name))
 	if sw := s.socialWorker(tx, c); sw != "" {
@@ -571,7 +580,11 @@ func notificationText(k contact, pt *patientRecord, nhs string, c *council) stri
 	if pt.BirthDate != "" {
 		fmt.Fprintf(&b, ", born %s", pt.BirthDate)
 	}
-	b.WriteString(") attended ")
+	if k.Lookup {
+		b.WriteString(") was looked up in CP-IS by a clinician at ")
+	} else {
+		b.WriteString(") attended ")
+	}
 	site := k.SiteName
 	if site == "" {
 		site = "a care organisation"

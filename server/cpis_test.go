@@ -187,7 +187,10 @@ func TestCPIS_Scenario(t *testing.T) {
 	}
 
 	t.Run("clinician lookup", func(t *testing.T) {
-		s := getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(w.cl)...)
+		// A scheduled (silent) read, so that the attendance below is the
+		// first contact (an unscheduled lookup notifies too: TestCPIS_AccessHistory).
+		silent := append(bearer(w.cl), "IsUnscheduledAccessEvent", "false")
+		s := getSearchset(t, ts, lookupQuery("CareTeam", nhs), silent...)
 		teams := s.mode("match")
 		if len(teams) != 2 || s.Total == nil || *s.Total != 2 {
 			t.Fatalf("CareTeam lookup: %d matches (total %v), want 2", len(teams), s.Total)
@@ -210,7 +213,7 @@ func TestCPIS_Scenario(t *testing.T) {
 		if oo := s.mode("outcome"); len(oo) != 0 {
 			t.Errorf("a lookup with records carries an outcome %v", oo)
 		}
-		flags := getSearchset(t, ts, "Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs)+"&_include=Flag:subject", bearer(w.cl)...)
+		flags := getSearchset(t, ts, "Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+nhs)+"&_include=Flag:subject", silent...)
 		if n := len(flags.mode("match")); n != 2 {
 			t.Errorf("Flag?subject:identifier: %d matches, want 2", n)
 		}
@@ -770,7 +773,7 @@ func jsonPaths(v any, prefix string, out map[string]bool) {
 
 // TestCPIS_NationalShapes: our answers have every element of the national
 // examples (../shared/nhs-england/cpis-api: cpis-careteam-bundle-01.json,
-// cpis-empty-bundle-01.json, cpis-opoutcome-01.json; their element paths
+// cpis-auditevent-bundle-01.json, cpis-empty-bundle-01.json, cpis-opoutcome-01.json; their element paths
 // are listed here, the files are not copied) when the council sends the
 // national CareTeam shape.
 func TestCPIS_NationalShapes(t *testing.T) {
@@ -795,6 +798,16 @@ func TestCPIS_NationalShapes(t *testing.T) {
 			"entry[].resource.subject.identifier.system", "entry[].resource.subject.identifier.value", "entry[].resource.telecom[].system",
 			"entry[].resource.telecom[].use", "entry[].resource.telecom[].value", "entry[].search.mode", "id", "link[].relation", "link[].url",
 			"resourceType", "total", "type"}},
+		// The access history of the lookup just above (the national
+		// example's requestor is the string "true"; ours the boolean).
+		{"cpis-auditevent-bundle-01.json", "AuditEvent?patient:identifier=" + url.QueryEscape(nhsSys+"|"+nhs), 200, []string{
+			"entry[].fullUrl", "entry[].resource.agent[].requestor", "entry[].resource.agent[].type.coding[].code", "entry[].resource.agent[].type.coding[].display",
+			"entry[].resource.agent[].type.coding[].system", "entry[].resource.agent[].who.identifier.system", "entry[].resource.agent[].who.identifier.value",
+			"entry[].resource.agent[].who.reference", "entry[].resource.code[].coding[].code", "entry[].resource.code[].coding[].display",
+			"entry[].resource.code[].coding[].system", "entry[].resource.id", "entry[].resource.identifier[].system", "entry[].resource.identifier[].value",
+			"entry[].resource.organization.display", "entry[].resource.practitioner.display", "entry[].resource.recorded", "entry[].resource.resourceType",
+			"entry[].resource.source.observer.reference", "entry[].resource.type.display", "entry[].resource.type.system", "entry[].search.mode",
+			"id", "link[].relation", "link[].url", "resourceType", "total", "type"}},
 		{"cpis-empty-bundle-01.json", lookupQuery("CareTeam", w.nhs[1]), 200, []string{"id", "link[].relation", "link[].url", "resourceType", "total", "type"}},
 		// The national error example has an id; ours, an answer and not a
 		// stored resource, has none.

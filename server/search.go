@@ -132,6 +132,9 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	for _, k := range serverParams {
 		delete(params, k)
 	}
+	if typ == "AuditEvent" {
+		params = accessHistoryParams(principalOf(c.Request.Context()), params)
+	}
 	// The audit record keeps the search as run (a paging link's is sealed
 	// in its cursor), NHS numbers included.
 	auditEventOf(c.Request.Context()).setQuery(params.Encode())
@@ -162,6 +165,10 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	}
 	page, err := s.storeFor(c.Request.Context()).Search(c.Request.Context(), q, cursor, backward)
 	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.noteAccess(c, lk, page); err != nil {
 		s.fail(c, err)
 		return
 	}

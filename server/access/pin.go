@@ -116,6 +116,10 @@ func (pl *Policy) pinFilter(typ string, pin *childPin) fhir.Filter {
 		return fhir.Filter{Param: sp, Values: []fhir.Value{{RefType: "Patient", RefID: pin.id}}}
 	}
 	nhs := fhir.Value{System: NHSNumberSystem, HasSystem: true, Code: pin.nhs}
+	if typ == "AuditEvent" {
+		// The access history names the child by NHS number only.
+		return fhir.Filter{Param: sp, Modifier: "identifier", Values: []fhir.Value{nhs}}
+	}
 	return fhir.Filter{Any: []fhir.Filter{
 		{Param: sp, Modifier: "identifier", Values: []fhir.Value{nhs}},
 		{Param: sp, Chain: []fhir.ChainTarget{{Type: "Patient", Filter: pl.pinFilter("Patient", pin)}}},

@@ -15,6 +15,12 @@ const (
 	ODSSystem = "https://fhir.nhs.uk/Id/ods-organization-code"
 	// NHSNumberSystem identifies patients by NHS number.
 	NHSNumberSystem = "https://fhir.nhs.uk/Id/nhs-number"
+	// AccessEventSystem and AccessEventCode are the AuditEvent.type of the
+	// CP-IS access history (an unscheduled lookup of a child), which
+	// clinicians and councils may read; the other AuditEvents (the
+	// security audit) are for administrators.
+	AccessEventSystem = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
+	AccessEventCode   = "access"
 )
 
 // referenceTypes are conformance and terminology resources: readable by
@@ -38,6 +44,7 @@ var owners = map[string]string{
 	"CareTeam":         "managing-organization", // CareTeam.managingOrganization (CP-IS parameter)
 	"Communication":    "recipient",             // Communication.recipient: notifications to the council
 	"Subscription":     "_tag",                  // Subscription.meta.tag
+	"AuditEvent":       "_tag",                  // access history: meta.tag of each council whose records were seen
 	"Organization":     "identifier",            // the council's own Organization
 	"PractitionerRole": "organization",          // its social workers' roles
 }
@@ -53,6 +60,9 @@ var childTypes = map[string]string{
 	"CarePlan":  "subject",
 	"CareTeam":  "subject",
 	"Encounter": "subject",
+	// The access history (AuditEvents of the access type only): the
+	// national GET AuditEvent?patient:identifier=.
+	"AuditEvent": "patient",
 }
 
 func set(xs ...string) map[string]bool {
@@ -232,9 +242,19 @@ func (pl *Policy) Narrow(p *smart.Principal, q *fhir.Search) error {
 	return nil
 }
 
+// accessHistory is the filter that keeps the AuditEvents of the access
+// history (type iso-21089-lifecycle access), not the security audit.
+func (pl *Policy) accessHistory() fhir.Filter {
+	sp, _ := pl.reg.Lookup("AuditEvent", "type")
+	return fhir.Filter{Param: sp, Values: []fhir.Value{{System: AccessEventSystem, HasSystem: true, Code: AccessEventCode}}}
+}
+
 func pinExample(t string) string {
-	if t == "Patient" {
+	switch t {
+	case "Patient":
 		return "identifier=" + NHSNumberSystem + "|{nhs}"
+	case "AuditEvent":
+		return "patient:identifier=" + NHSNumberSystem + "|{nhs}"
 	}
 	return "subject:identifier=" + NHSNumberSystem + "|{nhs}"
 }
@@ -275,6 +295,9 @@ func (pl *Policy) restriction(p *smart.Principal, pin *childPin) (*fhir.Restrict
 				}
 				fs = append(fs, pl.pinFilter(t, pin))
 			}
+		}
+		if t == "AuditEvent" {
+			fs = append(fs, pl.accessHistory())
 		}
 		r.Types[t] = append(fs, sf...)
 	}
@@ -338,6 +361,9 @@ func (pl *Policy) CanRead(p *smart.Principal, r *fhir.Resource, prev func() *fhi
 	var fs []fhir.Filter
 	if p.Role == smart.RoleLA && !directoryTypes[r.Type] && !referenceTypes[r.Type] {
 		fs = append(fs, pl.ownedFilter(r.Type, p.ODS))
+	}
+	if r.Type == "AuditEvent" && p.Role != smart.RoleAdmin {
+		fs = append(fs, pl.accessHistory())
 	}
 	fs = append(fs, sf...)
 	if len(fs) == 0 {

@@ -82,10 +82,10 @@ func DefaultScope(role Role) string {
 		return "system/*.*"
 	case RoleLA:
 		return "system/Patient.cruds system/Flag.cruds system/CarePlan.cruds system/CareTeam.cruds " +
-			"system/Organization.cruds system/PractitionerRole.cruds system/Communication.rs system/Subscription.cruds"
+			"system/Organization.cruds system/PractitionerRole.cruds system/Communication.rs system/Subscription.cruds system/AuditEvent.rs"
 	case RoleClinicianUnscheduled, RoleClinicianScheduled:
 		return "user/Patient.rs user/Flag.rs user/CarePlan.rs user/CareTeam.rs user/Organization.rs " +
-			"user/AuditEvent.rs user/Encounter.cr"
+			"user/PractitionerRole.rs user/AuditEvent.rs user/Encounter.cr"
 	}
 	return ""
 }

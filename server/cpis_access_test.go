@@ -1,0 +1,292 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server"
+	"github.com/cpis-fhir/cpis/server/smart"
+)
+
+func historyQuery(nhs string) string {
+	return "AuditEvent?patient:identifier=" + url.QueryEscape(nhsSys+"|"+nhs)
+}
+
+// accessAgent returns the ASSIGNED agent's reference and the PAT agent's
+// NHS number of an access AuditEvent.
+func accessAgent(t *testing.T, ae map[string]any) (viewer, child string) {
+	t.Helper()
+	agents, _ := ae["agent"].([]any)
+	for _, a := range agents {
+		m := a.(map[string]any)
+		b, _ := json.Marshal(m["type"])
+		who, _ := m["who"].(map[string]any)
+		switch {
+		case strings.Contains(string(b), `"ASSIGNED"`):
+			viewer, _ = who["reference"].(string)
+		case strings.Contains(string(b), `"PAT"`):
+			id, _ := who["identifier"].(map[string]any)
+			child, _ = id["value"].(string)
+		}
+	}
+	return viewer, child
+}
+
+// TestCPIS_AccessHistory: council uploads -> a scheduled lookup (no
+// history, no notification) -> an unscheduled lookup: the clinician sees
+// the plans with the council's phone numbers and then the access history
+// (one AuditEvent per council whose records were seen, with the viewer's
+// PractitionerRole); each council finds exactly one notification about
+// the lookup and its own access entry, not the other's, nor the security
+// audit; the 24-hour rules of the history and of notifications.
+func TestCPIS_AccessHistory(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[0]
+	w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	w.uploadChild(t, w.lb, councilB, nhs, lac, "2026-02-01", "", "2015-04-01")
+
+	t.Run("scheduled lookups leave no history and notify no one", func(t *testing.T) {
+		for _, tok := range []string{w.cl, w.cls} {
+			s := getSearchset(t, ts, lookupQuery("CareTeam", nhs), append(bearer(tok), "IsUnscheduledAccessEvent", "false")...)
+			if n := len(s.mode("match")); n != 2 {
+				t.Fatalf("scheduled lookup: %d CareTeams, want 2", n)
+			}
+		}
+		if n := len(getSearchset(t, ts, historyQuery(nhs), bearer(w.cl)...).mode("match")); n != 0 {
+			t.Errorf("access history after scheduled lookups: %d entries, want 0", n)
+		}
+		if n := len(w.communications(t, w.la, nhs)) + len(w.communications(t, w.lb, nhs)); n != 0 {
+			t.Errorf("notifications after scheduled lookups: %d, want 0", n)
+		}
+	})
+
+	var mine map[string]string // council ODS -> its AuditEvent id
+	t.Run("unscheduled lookup", func(t *testing.T) {
+		s := getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(w.cl)...)
+		teams := s.mode("match")
+		if len(teams) != 2 {
+			t.Fatalf("lookup: %d CareTeams, want 2", len(teams))
+		}
+		for _, ct := range teams {
+			tel, _ := json.Marshal(ct["telecom"])
+			if !strings.Contains(string(tel), laPhoneA) || !strings.Contains(string(tel), laPhoneOOH) {
+				t.Errorf("CareTeam telecom %s, want both council numbers", tel)
+			}
+		}
+		h := getSearchset(t, ts, historyQuery(nhs), bearer(w.cl)...)
+		events, roles := h.mode("match"), h.mode("include")
+		if len(events) != 2 || len(roles) != 1 {
+			t.Fatalf("access history: %d AuditEvents and %d PractitionerRoles, want 2 and 1: %s", len(events), len(roles), h.Entry)
+		}
+		role := roles[0]
+		if role["resourceType"] != "PractitionerRole" {
+			t.Fatalf("included %v, want the viewer's PractitionerRole", role["resourceType"])
+		}
+		b, _ := json.Marshal(role)
+		for _, want := range []string{`"dr-1"`, `"R8000"`, `"` + siteODS + `"`, siteName} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("viewer PractitionerRole %s lacks %s", b, want)
+			}
+		}
+		mine = map[string]string{}
+		for _, ae := range events {
+			viewer, child := accessAgent(t, ae)
+			if viewer != "PractitionerRole/"+role["id"].(string) || child != nhs {
+				t.Errorf("AuditEvent agents: viewer %q child %q, want the included role and the child", viewer, child)
+			}
+			b, _ := json.Marshal(ae)
+			for _, ods := range []string{councilA, councilB} {
+				if strings.Contains(string(b), `"code":"`+ods+`"`) {
+					mine[ods] = ae["id"].(string)
+				}
+			}
+			if !strings.Contains(string(b), `"Access/View Record Lifecycle Event"`) || !strings.Contains(string(b), `"CareTeam/`) {
+				t.Errorf("AuditEvent %s: want the national type and the CareTeam seen", b)
+			}
+		}
+		if len(mine) != 2 {
+			t.Fatalf("AuditEvents by council %v, want one per council", mine)
+		}
+		for _, c := range []struct{ tok, ods, other string }{{w.la, councilA, councilB}, {w.lb, councilB, councilA}} {
+			cs := w.communications(t, c.tok, nhs)
+			if len(cs) != 1 {
+				t.Fatalf("council %s: %d notifications, want 1", c.ods, len(cs))
+			}
+			about := refs(cs[0]["about"])
+			if !contains(about, "AuditEvent/"+mine[c.ods]) || contains(about, "AuditEvent/"+mine[c.other]) || cs[0]["encounter"] != nil {
+				t.Errorf("council %s notification about %v encounter %v, want its Flag and its access AuditEvent/%s", c.ods, about, cs[0]["encounter"], mine[c.ods])
+			}
+			if sender, _ := json.Marshal(cs[0]["sender"]); !strings.Contains(string(sender), siteODS) {
+				t.Errorf("notification sender %s, want the clinician's organisation %s", sender, siteODS)
+			}
+			if text, _ := json.Marshal(cs[0]["payload"]); !strings.Contains(string(text), "looked up in CP-IS") || !strings.Contains(string(text), siteName) {
+				t.Errorf("notification text %s, want a lookup at %s", text, siteName)
+			}
+			h := getSearchset(t, ts, historyQuery(nhs), bearer(c.tok)...).mode("match")
+			if len(h) != 1 || h[0]["id"] != mine[c.ods] {
+				t.Errorf("council %s access history %d entries, want its own AuditEvent/%s only", c.ods, len(h), mine[c.ods])
+			}
+			do(t, http.MethodGet, ts.Base+"/AuditEvent/"+mine[c.other], "", bearer(c.tok)...).wantStatus(t, http.StatusNotFound)
+			do(t, http.MethodGet, ts.Base+"/AuditEvent/"+mine[c.ods], "", bearer(c.tok)...).wantStatus(t, http.StatusOK)
+		}
+		// The notification comes with the Encounter rule: a later
+		// attendance at the same site within 24 hours adds none.
+		do(t, http.MethodPost, ts.Base+"/Encounter", encounter(`{"identifier":{"system":"`+nhsSys+`","value":"`+nhs+`"}}`), bearer(w.cl)...).wantStatus(t, http.StatusCreated)
+		if n := len(w.communications(t, w.la, nhs)); n != 1 {
+			t.Errorf("after an attendance at the same site: %d notifications, want 1", n)
+		}
+	})
+
+	t.Run("not the security audit", func(t *testing.T) {
+		admin := getSearchset(t, ts, "AuditEvent?type=http://terminology.hl7.org/CodeSystem/audit-event-type|rest&_count=1")
+		sec := admin.mode("match")
+		if len(sec) != 1 {
+			t.Fatalf("admin: %d security AuditEvents, want 1", len(sec))
+		}
+		id := sec[0]["id"].(string)
+		for _, tok := range []string{w.cl, w.la} {
+			do(t, http.MethodGet, ts.Base+"/AuditEvent/"+id, "", bearer(tok)...).wantStatus(t, http.StatusNotFound)
+		}
+		do(t, http.MethodGet, ts.Base+"/AuditEvent?type=rest", "", bearer(w.cl)...).wantStatus(t, http.StatusForbidden)
+		// The admin sees both kinds.
+		if n := len(getSearchset(t, ts, historyQuery(nhs)+"&_count=100").mode("match")); n < 3 {
+			t.Errorf("admin AuditEvent?patient:identifier: %d, want the access entries and the security records", n)
+		}
+	})
+
+	t.Run("24 hours", func(t *testing.T) {
+		ts.Clock.Add(time.Hour)
+		getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(w.cl)...)
+		if n := len(getSearchset(t, ts, historyQuery(nhs), bearer(w.cl)...).mode("match")); n != 2 {
+			t.Errorf("after a second look by the same person within 24 hours: %d listed, want 2", n)
+		}
+		other := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: siteODS, SDSRole: "R8000", Subject: "dr-2", ClientID: "epr"})
+		getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(other)...)
+		h := getSearchset(t, ts, historyQuery(nhs), bearer(w.cl)...)
+		if n, r := len(h.mode("match")), len(h.mode("include")); n != 4 || r != 2 {
+			t.Errorf("after a look by another person: %d listed with %d roles, want 4 and 2", n, r)
+		}
+		if n := len(w.communications(t, w.la, nhs)); n != 1 {
+			t.Errorf("after more looks from the same site within 24 hours: %d notifications, want 1", n)
+		}
+		elsewhere := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: "RYY02", SDSRole: "R8000", Subject: "dr-3", ClientID: "epr3"})
+		getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(elsewhere)...)
+		if n := len(w.communications(t, w.la, nhs)); n != 2 {
+			t.Errorf("after a look from another site: %d notifications, want 2", n)
+		}
+		ts.Clock.Add(24 * time.Hour)
+		w.renew(t)
+		getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(w.cl)...)
+		if n := len(getSearchset(t, ts, historyQuery(nhs), bearer(w.cl)...).mode("match")); n != 8 {
+			t.Errorf("after a look 25 hours later: %d listed, want 8", n)
+		}
+		if n := len(w.communications(t, w.la, nhs)); n != 3 {
+			t.Errorf("after a look 25 hours later: %d notifications, want 3", n)
+		}
+		if n := len(w.communications(t, w.lb, nhs)); n != 3 {
+			t.Errorf("council B after a look 25 hours later: %d notifications, want 3", n)
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		res := do(t, http.MethodGet, ts.Base+"/AuditEvent", "", bearer(w.cl)...).wantStatus(t, http.StatusForbidden)
+		if !strings.Contains(string(res.Body), "ACCESS_DENIED") {
+			t.Errorf("AuditEvent without a child: %s, want ACCESS_DENIED", res.Body)
+		}
+		res = do(t, http.MethodGet, ts.Base+"/"+historyQuery("9990000019"), "", bearer(w.cl)...).wantStatus(t, http.StatusBadRequest)
+		if !strings.Contains(string(res.Body), "INVALID_SEARCH_DATA") {
+			t.Errorf("AuditEvent with an invalid NHS number: %s, want INVALID_SEARCH_DATA", res.Body)
+		}
+		res = do(t, http.MethodGet, ts.Base+"/"+historyQuery(nhs), "", append(bearer(w.cl), "IsUnscheduledAccessEvent", "maybe")...).wantStatus(t, http.StatusBadRequest)
+		if !strings.Contains(string(res.Body), "PRECONDITION_FAILED") {
+			t.Errorf("AuditEvent with a bad header: %s, want PRECONDITION_FAILED", res.Body)
+		}
+		// The national call's include is accepted.
+		getSearchset(t, ts, historyQuery(nhs)+"&_include="+url.QueryEscape("AuditEvent:entity-type=http://terminology.hl7.org/CodeSystem/v3-RoleClass|ASSIGNED"), bearer(w.cl)...)
+	})
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// TestCPIS_AccessHistoryNewest: at most 25 entries, newest first.
+func TestCPIS_AccessHistoryNewest(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[1]
+	w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	for i := range 30 {
+		ts.Clock.Add(time.Minute)
+		tok := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: siteODS, SDSRole: "R8000", Subject: fmt.Sprintf("dr-%d", i), ClientID: "epr"})
+		getSearchset(t, ts, lookupQuery("Flag", nhs), bearer(tok)...)
+	}
+	h := getSearchset(t, ts, historyQuery(nhs)+"&_count=100", bearer(w.cl)...)
+	events := h.mode("match")
+	if len(events) != 25 || len(h.mode("include")) != 25 {
+		t.Fatalf("access history: %d entries and %d roles, want 25 and 25", len(events), len(h.mode("include")))
+	}
+	prev := ""
+	for i, ae := range events {
+		rec := ae["recorded"].(string)
+		if prev != "" && rec >= prev {
+			t.Errorf("entry %d recorded %s after %s: want newest first", i, rec, prev)
+		}
+		prev = rec
+	}
+	if n := len(w.communications(t, w.la, nhs)); n != 1 {
+		t.Errorf("30 looks from one site: %d notifications, want 1", n)
+	}
+}
+
+// TestCPIS_AccessRepeatCanonical: the repeat version of an access
+// AuditEvent, made from the listed one without a parse, is the codec's
+// canonical JSON, and its index finds it by its tag and not by the other.
+func TestCPIS_AccessRepeatCanonical(t *testing.T) {
+	w := newCPISWorld(t)
+	ts := w.ts
+	nhs := w.nhs[2]
+	w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	for range 2 {
+		getSearchset(t, ts, lookupQuery("CareTeam", nhs), bearer(w.cl)...)
+	}
+	tag := func(code string) []map[string]any {
+		return getSearchset(t, ts, historyQuery(nhs)+"&_tag="+url.QueryEscape(server.AccessTagSystem+"|"+code)+"&type="+
+			url.QueryEscape("http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle|access")).mode("match")
+	}
+	listed, repeat := tag("listed"), tag("repeat")
+	if len(listed) != 1 || len(repeat) != 1 || listed[0]["id"] == repeat[0]["id"] {
+		t.Fatalf("admin: %d listed and %d repeat access AuditEvents, want 1 and 1", len(listed), len(repeat))
+	}
+	r, err := ts.Store.Read(t.Context(), "AuditEvent", repeat[0]["id"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := codec.Parse(r.JSON)
+	if err != nil {
+		t.Fatalf("stored AuditEvent is not valid R4: %v; %s", err, r.JSON)
+	}
+	canon, err := codec.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(canon) != string(r.JSON) || !strings.Contains(string(r.JSON), `"code":"repeat"`) {
+		t.Errorf("stored repeat AuditEvent is not canonical or not tagged repeat:\n got %s\nwant %s", r.JSON, canon)
+	}
+}
