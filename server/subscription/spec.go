@@ -1,0 +1,139 @@
+package subscription
+
+// Reading a Subscription resource into what the engine acts on.
+// See https://hl7.org/fhir/R4/subscription.html#resource.
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server/access"
+	"github.com/cpis-fhir/cpis/server/smart"
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+)
+
+// SecretExtension is the URL of the extension on Subscription.channel
+// whose valueString is the subscription's signing secret: with it, every
+// rest-hook request carries SignatureHeader.
+const SecretExtension = "https://fhir.cpis.nhs.uk/StructureDefinition/subscription-signing-secret"
+
+// Subscription statuses. See https://hl7.org/fhir/R4/valueset-subscription-status.html.
+const (
+	StatusRequested = "requested"
+	StatusActive    = "active"
+	StatusError     = "error"
+	StatusOff       = "off"
+)
+
+// spec is one Subscription version as the engine uses it.
+type spec struct {
+	id       string
+	version  int64
+	status   string
+	typ      string     // the criteria's resource type
+	query    url.Values // the criteria's search parameters
+	end      time.Time  // zero: none
+	channel  string     // rest-hook, websocket, ...
+	endpoint string
+	payload  string // "" (no body) or a MIME type
+	headers  []string
+	secret   string
+	owner    *smart.Principal
+	// invalid, when set, is why the engine cannot serve the subscription.
+	invalid string
+	// since is the commit sequence number after which changes match.
+	since int64
+}
+
+// matching reports whether changes are matched for s.
+func (s *spec) matching() bool {
+	return s.invalid == "" && (s.status == StatusRequested || s.status == StatusActive)
+}
+
+func codeName(v fmt.Stringer) string {
+	return strings.ReplaceAll(strings.ToLower(v.String()), "_", "-")
+}
+
+// parseSpec reads the Subscription version r.
+func parseSpec(codec *fhir.Codec, r *fhir.Resource) (*spec, error) {
+	p, err := codec.Parse(r.JSON)
+	if err != nil {
+		return nil, fmt.Errorf("parse Subscription: %w", err)
+	}
+	sub := p.Proto().GetSubscription()
+	if sub == nil {
+		return nil, fmt.Errorf("parse Subscription: not a Subscription")
+	}
+	s := &spec{id: r.ID, version: r.VersionID, status: codeName(sub.GetStatus().GetValue())}
+	if end := sub.GetEnd(); end != nil {
+		s.end = time.UnixMicro(end.GetValueUs()).UTC()
+	}
+	ch := sub.GetChannel()
+	s.channel = codeName(ch.GetType().GetValue())
+	s.endpoint = ch.GetEndpoint().GetValue()
+	s.payload = ch.GetPayload().GetValue()
+	for _, h := range ch.GetHeader() {
+		s.headers = append(s.headers, h.GetValue())
+	}
+	for _, ext := range ch.GetExtension() {
+		if ext.GetUrl().GetValue() == SecretExtension {
+			s.secret = ext.GetValue().GetStringValue().GetValue()
+		}
+	}
+	s.owner = ownerOf(sub.GetMeta().GetTag())
+	criteria := sub.GetCriteria().GetValue()
+	typ, rawQuery, _ := strings.Cut(criteria, "?")
+	q, qerr := url.ParseQuery(rawQuery)
+	switch {
+	case !fhir.IsResourceType(typ):
+		s.invalid = "the criteria must start with a resource type, such as Communication?recipient=..."
+	case qerr != nil:
+		s.invalid = "the criteria's query is not a valid URL query"
+	case s.channel != "rest-hook":
+		s.invalid = fmt.Sprintf("the channel type %s is not supported by this server (rest-hook is)", s.channel)
+	case s.payload != "" && s.payload != "application/fhir+json" && s.payload != "application/json":
+		s.invalid = "the channel payload must be application/fhir+json or absent"
+	}
+	if s.invalid == "" {
+		if u, err := url.Parse(s.endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			s.invalid = "the channel endpoint must be an absolute http or https URL"
+		}
+	}
+	for _, h := range s.headers {
+		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {
+			s.invalid = "each channel header must be \"Name: value\""
+		}
+	}
+	s.typ, s.query = typ, q
+	return s, nil
+}
+
+// ownerOf returns the principal whose rights a Subscription's
+// notifications are delivered with: the council whose ODS code is a
+// meta.tag, else an administrator (the policy lets only an administrator
+// write a Subscription without its council's tag).
+func ownerOf(tags []*dtpb.Coding) *smart.Principal {
+	for _, t := range tags {
+		if t.GetSystem().GetValue() == access.ODSSystem && t.GetCode().GetValue() != "" {
+			return principal(smart.RoleLA, t.GetCode().GetValue())
+		}
+	}
+	return principal(smart.RoleAdmin, "")
+}
+
+func principal(role smart.Role, ods string) *smart.Principal {
+	scopes, _, _ := smart.ParseScopes(smart.DefaultScope(role))
+	return &smart.Principal{Subject: "subscription-owner", Role: role, ODS: ods, Scopes: scopes}
+}
+
+// statusCode is the proto code of a status.
+var statusCode = map[string]cpb.SubscriptionStatusCode_Value{
+	StatusRequested: cpb.SubscriptionStatusCode_REQUESTED,
+	StatusActive:    cpb.SubscriptionStatusCode_ACTIVE,
+	StatusError:     cpb.SubscriptionStatusCode_ERROR,
+	StatusOff:       cpb.SubscriptionStatusCode_OFF,
+}
