@@ -225,6 +225,10 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 	return nil
 }
 
+// ackDelay is how long an acknowledgement waits for others to share its
+// write.
+const ackDelay = 20 * time.Millisecond
+
 // acker stores acknowledgements, coalescing those that arrive while the
 // last batch is written, until ctx ends; then it writes what is left.
 func (e *Engine) acker(ctx context.Context) {
@@ -243,6 +247,12 @@ func (e *Engine) acker(ctx context.Context) {
 		select {
 		case a := <-e.acks:
 			pending[a.sub] = max(pending[a.sub], a.num)
+			// Acknowledgements of the next few milliseconds share one
+			// write: a crash meanwhile only sends them again.
+			select {
+			case <-ctx.Done():
+			case <-time.After(ackDelay):
+			}
 		drain:
 			for {
 				select {

@@ -9,13 +9,19 @@
 //   - The store gives every committed version a gap-free sequence number
 //     (the outbox). The matcher follows it from a durable cursor, after
 //     commit and outside the store's writer, in batches.
-//   - A version matches a Subscription when the store's own search finds
-//     it: the criteria plus _id=<the batch's ids of that type>, run on the
-//     committed state (so chains, _has and every parameter the server
-//     searches work exactly as in a search). A version that a later commit
-//     already replaced is judged by the resource's state when the matcher
-//     reads it (normally milliseconds after its commit). Deletes notify
-//     nothing.
+//   - Criteria made only of token filters (code, system|code, |code,
+//     system|) and reference :identifier filters, such as
+//     Communication?recipient:identifier=<ods>|<code>, are decided in
+//     memory on the version's own index rows (fhir.Indexer), exactly as the
+//     SQL compares them: no query per subscription. Those filters also rule
+//     out versions for every other criteria.
+//   - Any other criteria (chains, _has, dates, strings, modifiers) match a
+//     version when the store's own search finds it: the criteria plus
+//     _id=<the batch's candidate ids of that type>, run on the committed
+//     state, so they work exactly as in a search. A version that a later
+//     commit already replaced is then judged by the resource's state when
+//     the matcher reads it (normally milliseconds after its commit).
+//   - Deletes notify nothing.
 //   - The notifications of one batch, numbered per subscription on from
 //     the last, are stored in the same transaction that moves the cursor:
 //     after a crash the matcher takes up where the durable cursor is, and

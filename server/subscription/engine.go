@@ -73,6 +73,7 @@ type Config struct {
 type Engine struct {
 	cfg Config
 	svc *fhir.Service
+	ix  *fhir.Indexer
 	log *slog.Logger
 
 	mu        sync.Mutex
@@ -124,6 +125,7 @@ func New(cfg Config) (*Engine, error) {
 	return &Engine{
 		cfg:       cfg,
 		svc:       &fhir.Service{Store: cfg.Store, Codec: cfg.Codec, Indexer: fhir.NewIndexer(cfg.Registry), Registry: cfg.Registry},
+		ix:        fhir.NewIndexer(cfg.Registry),
 		log:       cfg.Logger,
 		subs:      map[string]*spec{},
 		workers:   map[string]*worker{},
@@ -190,6 +192,11 @@ func (e *Engine) load(ctx context.Context, cursor int64) error {
 				continue
 			}
 			s.since = cursor
+			if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
+				s.invalid = "the criteria cannot be evaluated: " + errText(err)
+			} else {
+				s.compile(q)
+			}
 			if s.matching() {
 				e.subs[s.id] = s
 			}
@@ -201,10 +208,27 @@ func (e *Engine) load(ctx context.Context, cursor int64) error {
 	}
 }
 
-// match follows the outbox from cursor until ctx ends.
+// match follows the outbox from cursor until ctx ends. The durable cursor
+// (stored) moves with every batch that notifies or changes a Subscription,
+// and otherwise at most once a second and whenever the outbox is drained:
+// a batch without either costs the writer nothing, and matching it again
+// after a crash gives no notification again.
 func (e *Engine) match(ctx context.Context, cursor int64) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	stored, storedAt := cursor, time.Now()
+	persist := func(to int64, ns []fhir.Notification) ([]fhir.Notification, bool) {
+		ns, err := e.cfg.Queue.Enqueue(ctx, stored, to, ns)
+		if err != nil {
+			e.retryLater(ctx, "enqueue", err)
+			if c, err := e.cfg.Queue.MatchCursor(ctx); err == nil {
+				cursor, stored = c, c
+			}
+			return nil, false
+		}
+		stored, storedAt, cursor = to, time.Now(), to
+		return ns, true
+	}
 	for ctx.Err() == nil {
 		changes, err := e.cfg.Queue.Changes(ctx, cursor, e.cfg.Batch)
 		if err != nil {
@@ -212,6 +236,10 @@ func (e *Engine) match(ctx context.Context, cursor int64) {
 			continue
 		}
 		if len(changes) == 0 {
+			if stored != cursor {
+				persist(cursor, nil)
+				continue
+			}
 			e.endExpired(ctx)
 			select {
 			case <-ctx.Done():
@@ -222,15 +250,18 @@ func (e *Engine) match(ctx context.Context, cursor int64) {
 		}
 		ns, lifecycle := e.matchBatch(ctx, changes)
 		last := changes[len(changes)-1].Seq
-		ns, err = e.cfg.Queue.Enqueue(ctx, cursor, last, ns)
-		if err != nil {
-			e.retryLater(ctx, "enqueue", err)
-			if c, err := e.cfg.Queue.MatchCursor(ctx); err == nil {
-				cursor = c
-			}
+		subChanged := false
+		for _, c := range changes {
+			subChanged = subChanged || c.Type == "Subscription"
+		}
+		if len(ns) == 0 && !subChanged && time.Since(storedAt) < time.Second {
+			cursor = last
 			continue
 		}
-		cursor = last
+		ns, ok := persist(last, ns)
+		if !ok {
+			continue
+		}
 		e.mu.Lock()
 		for _, n := range ns {
 			if w := e.workers[n.Subscription]; w != nil {
@@ -275,13 +306,35 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 	e.mu.Unlock()
 	sort.Slice(subs, func(i, j int) bool { return subs[i].id < subs[j].id })
 	var ns []fhir.Notification
+	idx := make([]*fhir.Index, len(changes)) // each change's index rows, made once when a subscription needs them
+	index := func(i int) *fhir.Index {
+		if idx[i] == nil {
+			x, err := e.ix.Index(changes[i].Type, changes[i].JSON)
+			if err != nil {
+				x = nil
+			}
+			idx[i] = x
+		}
+		return idx[i]
+	}
 	for _, s := range subs {
 		var cand []*fhir.Resource
 		seen := map[string]bool{}
 		var ids []string
-		for _, c := range changes {
+		for i, c := range changes {
 			if c.Type != s.typ || c.Deleted() || c.Seq <= s.since {
 				continue
+			}
+			if len(s.simple) > 0 {
+				if x := index(i); x != nil {
+					if !s.prefilter(x) {
+						continue
+					}
+					if s.exact {
+						ns = append(ns, fhir.Notification{Subscription: s.id, Seq: c.Seq, Type: c.Type, ID: c.ID, Version: c.VersionID})
+						continue
+					}
+				}
 			}
 			cand = append(cand, c)
 			if !seen[c.ID] {
@@ -307,6 +360,14 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 			}
 		}
 	}
+	// Enqueue numbers each subscription's events in slice order: commit
+	// order.
+	sort.SliceStable(ns, func(i, j int) bool {
+		if ns[i].Subscription != ns[j].Subscription {
+			return ns[i].Subscription < ns[j].Subscription
+		}
+		return ns[i].Seq < ns[j].Seq
+	})
 	return ns, lifecycle
 }
 
@@ -352,8 +413,10 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 		}
 	}
 	if s != nil && s.invalid == "" {
-		if _, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
+		if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
 			s.invalid = "the criteria cannot be evaluated: " + errText(err)
+		} else {
+			s.compile(q)
 		}
 	}
 	if s == nil || !s.matching() {

@@ -72,7 +72,9 @@ type env struct {
 	stop  func()
 }
 
-func start(t *testing.T, cfg subscription.Config) *env {
+func start(t *testing.T, cfg subscription.Config) *env { return startB(t, cfg) }
+
+func startB(t testing.TB, cfg subscription.Config) *env {
 	t.Helper()
 	store, err := sqlite.Open(filepath.Join(t.TempDir(), "cpis.db"), sqlite.Config{})
 	if err != nil {

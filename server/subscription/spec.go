@@ -47,6 +47,10 @@ type spec struct {
 	invalid string
 	// since is the commit sequence number after which changes match.
 	since int64
+	// simple are the criteria's filters decided on a version's own index
+	// rows; exact says they are all of them (prefilter.go).
+	simple []fhir.Filter
+	exact  bool
 }
 
 // matching reports whether changes are matched for s.
