@@ -312,6 +312,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Version:        version,
 		Registry:       registry,
 		CursorKey:      cursorKey,
+		Subscriptions:  store,
 
 		MaxBundleEntries:      m.MaxBundleEntries,
 		MaxConditionalDeletes: m.MaxConditionalDeletes,

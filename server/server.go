@@ -83,6 +83,10 @@ type Config struct {
 	// CORSOrigins are the origins browser apps may call the API from; "*"
 	// allows any. Empty allows none (no CORS headers).
 	CORSOrigins []string
+	// Subscriptions, when set, is the subscription engine's state, read by
+	// the Subscription operations $status and $events (subscription_ops.go);
+	// nil serves neither.
+	Subscriptions SubscriptionEvents
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -282,7 +286,21 @@ func (s *Server) fhirRoutes() []route {
 		r(http.MethodGet, "/:type/:id/:ctype", conformance.SearchType, s.searchCompartment),
 		r(http.MethodGet, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
 		r(http.MethodHead, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
-	}, termOps...)
+	}, append(termOps, s.subscriptionRoutes()...)...)
+}
+
+// subscriptionRoutes are the Subscription operations, served when
+// Config.Subscriptions is set.
+func (s *Server) subscriptionRoutes() []route {
+	if s.cfg.Subscriptions == nil {
+		return nil
+	}
+	status := &conformance.Operation{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status", Types: []string{"Subscription"}}
+	events := &conformance.Operation{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events", Types: []string{"Subscription"}}
+	return []route{
+		{conformance.Route{Method: http.MethodGet, Path: "/:type/:id/$status", Operation: status}, s.subscriptionStatusOp},
+		{conformance.Route{Method: http.MethodGet, Path: "/:type/:id/$events", Operation: events}, s.subscriptionEventsOp},
+	}
 }
 
 // rebuildCapability builds the CapabilityStatement from the routes and the

@@ -181,3 +181,22 @@ func (s *Store) SubscriptionStates(ctx context.Context) ([]fhir.SubscriptionStat
 	}
 	return out, nil
 }
+
+// SubscriptionState returns the engine's state of subscription sub (the
+// zero state, with ID set, when it has none).
+func (s *Store) SubscriptionState(ctx context.Context, sub string) (fhir.SubscriptionState, error) {
+	st := fhir.SubscriptionState{ID: sub}
+	var at int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT events, delivered, status, error, updated_at FROM sub_state WHERE id = ?`, sub).
+		Scan(&st.Events, &st.Delivered, &st.Status, &st.Error, &at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("sqlite: subscription state: %w", err)
+	}
+	if at > 0 {
+		st.UpdatedAt = time.UnixMilli(at).UTC()
+	}
+	return st, nil
+}
