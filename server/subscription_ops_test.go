@@ -87,3 +87,26 @@ func TestSubscription_CouncilEndToEnd(t *testing.T) {
 	do(t, "GET", ts.Base+"/Subscription/"+id+"/$events?eventsSinceNumber=x", "", "Authorization", "Bearer "+la1).wantStatus(t, http.StatusBadRequest)
 	do(t, "GET", ts.Base+"/Patient/"+id+"/$status", "").wantStatus(t, http.StatusNotFound)
 }
+
+func TestSubscription_WriteChecks(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	sub := func(criteria, channel string) string {
+		return fmt.Sprintf(`{"resourceType":"Subscription","status":"requested","reason":"r","criteria":%q,"channel":%s}`, criteria, channel)
+	}
+	for _, c := range []struct{ name, body, want string }{
+		{"unknown parameter", sub("Communication?no-such-param=1", `{"type":"rest-hook","endpoint":"https://la.example/hook"}`), "criteria"},
+		{"no resource type", sub("recipient=x", `{"type":"rest-hook","endpoint":"https://la.example/hook"}`), "resource type"},
+		{"websocket", sub("Communication", `{"type":"websocket"}`), "not supported"},
+		{"relative endpoint", sub("Communication", `{"type":"rest-hook","endpoint":"/hook"}`), "endpoint"},
+		{"bad header", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","header":["no colon"]}`), "header"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := do(t, "POST", ts.Base+"/Subscription", c.body).wantStatus(t, http.StatusBadRequest)
+			if _, diag, _ := res.outcome(t); !strings.Contains(diag, c.want) {
+				t.Errorf("POST Subscription (%s): %s, want a message about %s", c.name, res.Body, c.want)
+			}
+		})
+	}
+	// A Subscription in status off is stored as it is.
+	do(t, "POST", ts.Base+"/Subscription", strings.Replace(sub("Communication", `{"type":"websocket"}`), "requested", "off", 1)).wantStatus(t, http.StatusCreated)
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/cpis-fhir/cpis/server/smart"
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	srpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/subscription_go_proto"
 )
 
 // SecretExtension is the URL of the extension on Subscription.channel
@@ -72,7 +73,12 @@ func parseSpec(codec *fhir.Codec, r *fhir.Resource) (*spec, error) {
 	if sub == nil {
 		return nil, fmt.Errorf("parse Subscription: not a Subscription")
 	}
-	s := &spec{id: r.ID, version: r.VersionID, status: codeName(sub.GetStatus().GetValue())}
+	return specOf(sub, r.ID, r.VersionID), nil
+}
+
+// specOf reads sub; invalid says what keeps the engine from serving it.
+func specOf(sub *srpb.Subscription, id string, version int64) *spec {
+	s := &spec{id: id, version: version, status: codeName(sub.GetStatus().GetValue())}
 	if end := sub.GetEnd(); end != nil {
 		s.end = time.UnixMicro(end.GetValueUs()).UTC()
 	}
@@ -113,7 +119,33 @@ func parseSpec(codec *fhir.Codec, r *fhir.Resource) (*spec, error) {
 		}
 	}
 	s.typ, s.query = typ, q
-	return s, nil
+	return s
+}
+
+// Check reports whether the engine can serve the Subscription p, so that a
+// write of one it cannot fails with a reason instead of being accepted and
+// set to error: a requested or active Subscription needs criteria that
+// parse strictly with reg's parameters and a rest-hook channel with an
+// absolute http(s) endpoint. Errors: IssueInvalid with the reason. Other
+// resource types and Subscriptions in status error or off pass.
+func Check(p *fhir.Parsed, reg *fhir.SearchRegistry) error {
+	sub := p.Proto().GetSubscription()
+	if sub == nil {
+		return nil
+	}
+	s := specOf(sub, "", 0)
+	if s.status != StatusRequested && s.status != StatusActive {
+		return nil
+	}
+	if s.invalid == "" {
+		if _, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: reg, Strict: true}); err != nil {
+			s.invalid = "the criteria cannot be evaluated: " + errText(err)
+		}
+	}
+	if s.invalid != "" {
+		return fhir.Errorf(fhir.IssueInvalid, "Subscription: %s", s.invalid)
+	}
+	return nil
 }
 
 // ownerOf returns the principal whose rights a Subscription's
