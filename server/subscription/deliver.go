@@ -95,6 +95,11 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 	e.mu.Lock()
 	delivered := e.delivered[id]
 	e.mu.Unlock()
+	if s := e.current(id); s != nil && s.topic != nil && s.status == StatusRequested {
+		if !e.handshake(ctx, s) {
+			return
+		}
+	}
 	for ctx.Err() == nil {
 		ns, err := e.cfg.Queue.Events(ctx, id, delivered, 64)
 		if err != nil {
@@ -102,9 +107,16 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 			continue
 		}
 		if len(ns) == 0 {
+			var beat <-chan time.Time
+			s := e.current(id)
+			if s != nil && s.heartbeat > 0 {
+				beat = time.After(s.heartbeat)
+			}
 			select {
 			case <-ctx.Done():
 			case <-w.wake:
+			case <-beat:
+				e.heartbeat(ctx, s, delivered)
 			}
 			continue
 		}
@@ -188,11 +200,24 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 		return fmt.Errorf("read %s: %w", n.Type, err)
 	}
 	method, target, body := http.MethodPost, s.endpoint, []byte(nil)
-	if s.payload != "" {
+	switch {
+	case s.topic != nil:
+		// A Backport IG notification Bundle, posted to the endpoint.
+		if body, err = notificationBundle(s, "event-notification", n.Number, &n, r, fhir.FormatInstant(e.cfg.Now())); err != nil {
+			return fmt.Errorf("notification bundle: %w", err)
+		}
+	case s.payload != "":
 		// With a payload the endpoint is a FHIR base and the resource is
 		// PUT to it.
 		method, target, body = http.MethodPut, strings.TrimSuffix(s.endpoint, "/")+"/"+n.Type+"/"+n.ID, r.JSON
 	}
+	return e.post(ctx, s, method, target, body, strconv.FormatInt(n.Number, 10))
+}
+
+// post sends one request of s's channel; number is the event number (or
+// "handshake", "heartbeat"), which with the subscription id makes the
+// idempotency key.
+func (e *Engine) post(ctx context.Context, s *spec, method, target string, body []byte, number string) error {
 	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
 	if err != nil {
 		return errors.New("the channel endpoint is not a usable URL")
@@ -204,11 +229,11 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
-	key := s.id + ":" + strconv.FormatInt(n.Number, 10)
+	key := s.id + ":" + number
 	ts := strconv.FormatInt(e.cfg.Now().Unix(), 10)
 	req.Header.Set(IdempotencyKeyHeader, key)
 	req.Header.Set(SubscriptionHeader, s.id)
-	req.Header.Set(EventNumberHeader, strconv.FormatInt(n.Number, 10))
+	req.Header.Set(EventNumberHeader, number)
 	req.Header.Set(TimestampHeader, ts)
 	if s.secret != "" {
 		req.Header.Set(SignatureHeader, Sign(s.secret, key, ts, body))
@@ -223,6 +248,37 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 		return fmt.Errorf("the receiver answered HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// handshake sends a topic-based Subscription's handshake and sets it
+// active when the receiver takes it, else error with the reason.
+// See https://hl7.org/fhir/uv/subscriptions-backport/components.html#handshake.
+func (e *Engine) handshake(ctx context.Context, s *spec) bool {
+	body, err := notificationBundle(s, "handshake", 0, nil, nil, "")
+	if err == nil {
+		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "handshake")
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		e.setStatus(context.WithoutCancel(ctx), s.id, StatusError, "handshake failed: "+err.Error())
+		return false
+	}
+	e.setStatus(ctx, s.id, StatusActive, "")
+	return true
+}
+
+// heartbeat sends a topic-based Subscription's heartbeat; a failure is
+// only logged (the next notification is retried as usual).
+func (e *Engine) heartbeat(ctx context.Context, s *spec, events int64) {
+	body, err := notificationBundle(s, "heartbeat", events, nil, nil, "")
+	if err == nil {
+		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "heartbeat")
+	}
+	if err != nil && ctx.Err() == nil {
+		e.log.Info("subscription: heartbeat failed", "subscription", s.id, "error", err)
+	}
 }
 
 // ackDelay is how long an acknowledgement waits for others to share its

@@ -2,6 +2,7 @@ package subscription
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -317,12 +318,16 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 		}
 		return idx[i]
 	}
+	flagged := map[string]bool{} // Patient id -> has an active CP-IS Flag, in this batch
 	for _, s := range subs {
 		var cand []*fhir.Resource
 		seen := map[string]bool{}
 		var ids []string
 		for i, c := range changes {
 			if c.Type != s.typ || c.Deleted() || c.Seq <= s.since {
+				continue
+			}
+			if s.topic != nil && s.topic.flagged && !e.flagged(ctx, flagged, index(i)) {
 				continue
 			}
 			if len(s.simple) > 0 {
@@ -369,6 +374,67 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 		return ns[i].Seq < ns[j].Seq
 	})
 	return ns, lifecycle
+}
+
+// flagged reports whether the subject Patient of the version with index x
+// has an active CP-IS Flag now; cache holds the answers of the batch.
+func (e *Engine) flagged(ctx context.Context, cache map[string]bool, x *fhir.Index) bool {
+	if x == nil {
+		return false
+	}
+	for _, r := range x.References {
+		if r.Param != "subject" || (r.Type != "" && r.Type != "Patient") || r.ID == "" {
+			continue
+		}
+		ok, seen := cache[r.ID]
+		if !seen {
+			// R4 Flag has no code search parameter: the active Flags of
+			// the child are read and their code checked.
+			q, err := fhir.ParseSearch("Flag", map[string][]string{
+				"subject": {"Patient/" + r.ID}, "status": {"active"}, "_count": {"100"},
+			}, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true})
+			if err == nil {
+				page, serr := e.cfg.Store.Search(ctx, q, nil, false)
+				err = serr
+				for _, f := range pageMatches(page, serr) {
+					ok = ok || cpisFlag(f.JSON)
+				}
+			}
+			if err != nil {
+				e.log.Warn("subscription: flag lookup failed", "error", err)
+			}
+			cache[r.ID] = ok
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func pageMatches(p *fhir.SearchPage, err error) []*fhir.Resource {
+	if err != nil || p == nil {
+		return nil
+	}
+	return p.Matches
+}
+
+// cpisFlag reports whether the Flag JSON has the CP-IS flag code.
+func cpisFlag(body []byte) bool {
+	var f struct {
+		Code struct {
+			Coding []struct{ System, Code string }
+		}
+	}
+	if json.Unmarshal(body, &f) != nil {
+		return false
+	}
+	for _, c := range f.Code.Coding {
+		if c.System == flagCategorySystem && c.Code == flagCode {
+			return true
+		}
+	}
+	return false
 }
 
 // search returns which of ids match s's criteria now.
@@ -459,6 +525,9 @@ func (e *Engine) activate(ctx context.Context, s *spec) {
 		e.mu.Unlock()
 		e.setStatus(ctx, s.id, StatusError, s.invalid)
 		return
+	}
+	if s.topic != nil {
+		return // its worker sets it active after the handshake
 	}
 	e.setStatus(ctx, s.id, StatusActive, "")
 }

@@ -48,6 +48,11 @@ type spec struct {
 	invalid string
 	// since is the commit sequence number after which changes match.
 	since int64
+	// topic, for a topic-based Subscription, is its topic; content its
+	// payload content and heartbeat its heartbeat period (zero: none).
+	topic     *Topic
+	content   string
+	heartbeat time.Duration
 	// simple are the criteria's filters decided on a version's own index
 	// rows; exact says they are all of them (prefilter.go).
 	simple []fhir.Filter
@@ -98,7 +103,45 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 	criteria := sub.GetCriteria().GetValue()
 	typ, rawQuery, _ := strings.Cut(criteria, "?")
 	q, qerr := url.ParseQuery(rawQuery)
+	if t := topicOf(criteria); t != nil {
+		s.topic, typ, q, qerr = t, t.Type, url.Values{}, nil
+		for _, ext := range sub.GetCriteria().GetExtension() {
+			if ext.GetUrl().GetValue() != FilterCriteriaExtension {
+				continue
+			}
+			ft, fq, _ := strings.Cut(ext.GetValue().GetStringValue().GetValue(), "?")
+			if ft != t.Type {
+				s.invalid = fmt.Sprintf("the filter criteria of topic %s must be searches of %s (%s?...)", t.URL, t.Type, t.Type)
+			}
+			vals, err := url.ParseQuery(fq)
+			if err != nil {
+				qerr = err
+			}
+			for k, v := range vals {
+				q[k] = append(q[k], v...)
+			}
+		}
+		s.content = "id-only"
+		for _, ext := range ch.GetPayload().GetExtension() {
+			if ext.GetUrl().GetValue() == PayloadContentExtension {
+				s.content = ext.GetValue().GetCode().GetValue()
+			}
+		}
+		for _, ext := range ch.GetExtension() {
+			if ext.GetUrl().GetValue() == HeartbeatExtension {
+				s.heartbeat = time.Duration(ext.GetValue().GetUnsignedInt().GetValue()) * time.Second
+			}
+		}
+		switch s.content {
+		case "empty", "id-only", "full-resource":
+		default:
+			s.invalid = "the payload content must be empty, id-only or full-resource"
+		}
+	} else if strings.HasPrefix(criteria, "http:") || strings.HasPrefix(criteria, "https:") {
+		s.invalid = "the criteria names a topic this server does not offer (see the CapabilityStatement)"
+	}
 	switch {
+	case s.invalid != "":
 	case !fhir.IsResourceType(typ):
 		s.invalid = "the criteria must start with a resource type, such as Communication?recipient=..."
 	case qerr != nil:
