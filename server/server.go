@@ -16,6 +16,7 @@ import (
 	"github.com/cpis-fhir/cpis/profiles"
 	"github.com/cpis-fhir/cpis/server/access"
 	"github.com/cpis-fhir/cpis/server/smart"
+	"github.com/cpis-fhir/cpis/server/subscription"
 	"github.com/cpis-fhir/cpis/terminology"
 	"github.com/gin-gonic/gin"
 )
@@ -321,6 +322,18 @@ func (s *Server) rebuildCapability() error {
 			return nil
 		},
 		Security: s.security(),
+		ResourceExtensions: func(typ string) []conformance.Extension {
+			if typ != "Subscription" || s.cfg.Subscriptions == nil {
+				return nil
+			}
+			// The topics of the Subscriptions R5 Backport IG.
+			// See https://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition-capabilitystatement-subscriptiontopic-canonical.html.
+			var ext []conformance.Extension
+			for _, t := range subscription.Topics {
+				ext = append(ext, conformance.Extension{URL: subscription.TopicCanonicalExtension, ValueCanonical: t.URL})
+			}
+			return ext
+		},
 	}, s.routes)
 	b, err := json.Marshal(cs)
 	if err != nil {

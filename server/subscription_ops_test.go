@@ -110,3 +110,23 @@ func TestSubscription_WriteChecks(t *testing.T) {
 	// A Subscription in status off is stored as it is.
 	do(t, "POST", ts.Base+"/Subscription", strings.Replace(sub("Communication", `{"type":"websocket"}`), "requested", "off", 1)).wantStatus(t, http.StatusCreated)
 }
+
+func TestSubscription_TopicsInCapabilityStatement(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	res := do(t, "GET", ts.Base+"/metadata", "").wantStatus(t, http.StatusOK)
+	codec, _ := fhir.NewCodec()
+	if _, err := codec.Parse(res.Body); err != nil {
+		t.Fatalf("CapabilityStatement is not valid R4: %v", err)
+	}
+	for _, topic := range subscription.Topics {
+		want := fmt.Sprintf(`{"url":%q,"valueCanonical":%q}`, subscription.TopicCanonicalExtension, topic.URL)
+		if !strings.Contains(string(res.Body), want) {
+			t.Errorf("GET metadata: no %s", want)
+		}
+	}
+	for _, op := range []string{`"name":"status"`, `"name":"events"`} {
+		if !strings.Contains(string(res.Body), op) {
+			t.Errorf("GET metadata: no operation %s", op)
+		}
+	}
+}
