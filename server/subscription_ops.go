@@ -18,6 +18,7 @@ import (
 	"strconv"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server/subscription"
 	"github.com/gin-gonic/gin"
 )
 
@@ -38,6 +39,7 @@ type statusParam struct {
 	Name                 string         `json:"name"`
 	ValueCode            string         `json:"valueCode,omitempty"`
 	ValueString          string         `json:"valueString,omitempty"`
+	ValueCanonical       string         `json:"valueCanonical,omitempty"`
 	ValueReference       *statusRef     `json:"valueReference,omitempty"`
 	ValueCodeableConcept *statusConcept `json:"valueCodeableConcept,omitempty"`
 	Part                 []statusParam  `json:"part,omitempty"`
@@ -74,7 +76,7 @@ func (s *Server) subscriptionStatus(c *gin.Context, typ string) (string, *status
 		s.fail(c, err)
 		return "", nil, false
 	}
-	var sub struct{ Status, Error string }
+	var sub struct{ Status, Error, Criteria string }
 	if err := json.Unmarshal(r.JSON, &sub); err != nil {
 		s.fail(c, err)
 		return "", nil, false
@@ -86,14 +88,28 @@ func (s *Server) subscriptionStatus(c *gin.Context, typ string) (string, *status
 	}
 	p := &statusParameters{ResourceType: "Parameters", ID: fhir.NewID(), Parameter: []statusParam{
 		{Name: "subscription", ValueReference: &statusRef{Reference: s.baseURL(c) + "/Subscription/" + id}},
+		{Name: "topic", ValueCanonical: topicOf(sub.Criteria)},
 		{Name: "status", ValueCode: sub.Status},
 		{Name: "type", ValueCode: typ},
 		{Name: "events-since-subscription-start", ValueString: strconv.FormatInt(st.Events, 10)},
 	}}
+	if p.Parameter[1].ValueCanonical == "" {
+		p.Parameter = append(p.Parameter[:1], p.Parameter[2:]...) // a criteria Subscription has no topic
+	}
 	if sub.Error != "" {
 		p.Parameter = append(p.Parameter, statusParam{Name: "error", ValueCodeableConcept: &statusConcept{Text: sub.Error}})
 	}
 	return id, p, true
+}
+
+// topicOf returns criteria when it is one of the server's topics.
+func topicOf(criteria string) string {
+	for _, t := range subscription.Topics {
+		if t.URL == criteria {
+			return criteria
+		}
+	}
+	return ""
 }
 
 // subscriptionStatusOp answers GET [base]/Subscription/[id]/$status.
