@@ -15,7 +15,7 @@
 //     memory on the version's own index rows (fhir.Indexer), exactly as the
 //     SQL compares them: no query per subscription. Those filters also rule
 //     out versions for every other criteria.
-//   - Any other criteria (chains, _has, dates, strings, modifiers) match a
+//   - Any other criteria (chains, dates, strings, modifiers) match a
 //     version when the store's own search finds it: the criteria plus
 //     _id=<the batch's candidate ids of that type>, run on the committed
 //     state, so they work exactly as in a search. A version that a later
@@ -36,4 +36,8 @@
 //     principal: the council whose ODS code is the Subscription's meta.tag,
 //     else an administrator). What the owner may not see is withheld
 //     (counted as delivered, never sent).
+//
+// Topic-based Subscriptions of the Subscriptions R5 Backport IG (topic.go)
+// use the same queue and workers; their notifications are history Bundles
+// led by the SubscriptionStatus Parameters, after a handshake.
 package subscription
