@@ -299,6 +299,11 @@ func (m *Main) Run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("--auth %q: want on or off", m.Auth)
 	}
+	engine, err := subscription.New(subscription.Config{Store: store, Queue: store, Codec: codec, Registry: registry,
+		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff})
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(store, codec, server.Config{
 		Verifier:       verifier,
 		Auth:           authServer,
@@ -314,6 +319,8 @@ func (m *Main) Run(ctx context.Context) error {
 		CursorKey:      cursorKey,
 		Subscriptions:  store,
 
+		SubscriptionSockets: engine,
+
 		MaxBundleEntries:      m.MaxBundleEntries,
 		MaxConditionalDeletes: m.MaxConditionalDeletes,
 	})
@@ -322,11 +329,6 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	if m.Demo && authServer == nil {
 		return errors.New("--demo needs authentication on")
-	}
-	engine, err := subscription.New(subscription.Config{Store: store, Queue: store, Codec: codec, Registry: registry,
-		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff})
-	if err != nil {
-		return err
 	}
 	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
 	engineDone := make(chan struct{})

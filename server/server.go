@@ -88,6 +88,9 @@ type Config struct {
 	// the Subscription operations $status and $events (subscription_ops.go);
 	// nil serves neither.
 	Subscriptions SubscriptionEvents
+	// SubscriptionSockets, when set, serves the websocket channel at
+	// WebsocketPath (subscription_ws.go); nil serves none.
+	SubscriptionSockets SubscriptionSockets
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -199,6 +202,11 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.GET("/readyz", s.readyz)
 	s.registerOAuth(e)
 
+	if cfg.SubscriptionSockets != nil {
+		// Outside the audit middleware, which holds answers back: the
+		// socket carries only pings, no resource data.
+		e.GET(WebsocketPath, s.authenticate, s.rateLimit, s.websocket)
+	}
 	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {

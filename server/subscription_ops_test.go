@@ -96,7 +96,7 @@ func TestSubscription_WriteChecks(t *testing.T) {
 	for _, c := range []struct{ name, body, want string }{
 		{"unknown parameter", sub("Communication?no-such-param=1", `{"type":"rest-hook","endpoint":"https://la.example/hook"}`), "criteria"},
 		{"no resource type", sub("recipient=x", `{"type":"rest-hook","endpoint":"https://la.example/hook"}`), "resource type"},
-		{"websocket", sub("Communication", `{"type":"websocket"}`), "not supported"},
+		{"email channel", sub("Communication", `{"type":"email","endpoint":"mailto:a@la.example"}`), "not supported"},
 		{"relative endpoint", sub("Communication", `{"type":"rest-hook","endpoint":"/hook"}`), "endpoint"},
 		{"bad header", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","header":["no colon"]}`), "header"},
 	} {
@@ -108,7 +108,7 @@ func TestSubscription_WriteChecks(t *testing.T) {
 		})
 	}
 	// A Subscription in status off is stored as it is.
-	do(t, "POST", ts.Base+"/Subscription", strings.Replace(sub("Communication", `{"type":"websocket"}`), "requested", "off", 1)).wantStatus(t, http.StatusCreated)
+	do(t, "POST", ts.Base+"/Subscription", strings.Replace(sub("Communication", `{"type":"email"}`), "requested", "off", 1)).wantStatus(t, http.StatusCreated)
 }
 
 func TestSubscription_TopicsInCapabilityStatement(t *testing.T) {

@@ -125,7 +125,7 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 			if s == nil {
 				return
 			}
-			if err := e.deliver(ctx, s, n); err != nil {
+			if err := e.deliver(ctx, s, n, w.wake); err != nil {
 				if ctx.Err() == nil {
 					e.log.Warn("subscription: delivery given up", "subscription", id, "event", n.Number, "error", err)
 					e.setStatus(context.WithoutCancel(ctx), id, StatusError, err.Error())
@@ -143,7 +143,12 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 
 // deliver sends n until the receiver takes it or the horizon passes (the
 // error says why, in words safe for Subscription.error).
-func (e *Engine) deliver(ctx context.Context, s *spec, n fhir.Notification) error {
+// A websocket subscription also retries at once when woken (a client
+// bound).
+func (e *Engine) deliver(ctx context.Context, s *spec, n fhir.Notification, wake <-chan struct{}) error {
+	if s.channel != "websocket" {
+		wake = nil
+	}
 	var first time.Time
 	for attempt := 0; ; attempt++ {
 		err := e.send(ctx, s, n)
@@ -165,6 +170,7 @@ func (e *Engine) deliver(ctx context.Context, s *spec, n fhir.Notification) erro
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(e.backoff(attempt)):
+		case <-wake:
 		}
 		if cur := e.current(s.id); cur != nil {
 			s = cur // endpoint or headers may have changed meanwhile
@@ -198,6 +204,9 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 			return errWithheld
 		}
 		return fmt.Errorf("read %s: %w", n.Type, err)
+	}
+	if s.channel == "websocket" {
+		return e.ping(s.id)
 	}
 	method, target, body := http.MethodPost, s.endpoint, []byte(nil)
 	switch {

@@ -82,8 +82,9 @@ type Engine struct {
 	workers   map[string]*worker // their delivery workers
 	delivered map[string]int64   // last event number each worker delivered
 
-	acks chan ack
-	wg   sync.WaitGroup
+	acks  chan ack
+	wg    sync.WaitGroup
+	socks sockets // websocket clients (socket.go)
 }
 
 type ack struct {

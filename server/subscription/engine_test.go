@@ -320,10 +320,10 @@ func TestEndAndInvalid(t *testing.T) {
 	eventually(t, "ended off", func() bool { s, _ := e.status(t, ended.ID); return s == "off" })
 	bad := e.create(t, subscriptionJSON("LA1", "Communication?no-such-param=1", rc.URL, ""))
 	eventually(t, "bad criteria error", func() bool { s, _ := e.status(t, bad.ID); return s == "error" })
-	ws := e.create(t, strings.Replace(subscriptionJSON("LA1", "Communication", rc.URL, ""), "rest-hook", "websocket", 1))
-	eventually(t, "websocket error", func() bool { s, _ := e.status(t, ws.ID); return s == "error" })
-	if _, reason := e.status(t, ws.ID); !strings.Contains(reason, "not supported") {
-		t.Errorf("websocket error %q, want not supported", reason)
+	mail := e.create(t, strings.Replace(subscriptionJSON("LA1", "Communication", rc.URL, ""), "rest-hook", "email", 1))
+	eventually(t, "email channel error", func() bool { s, _ := e.status(t, mail.ID); return s == "error" })
+	if _, reason := e.status(t, mail.ID); !strings.Contains(reason, "not supported") {
+		t.Errorf("email channel error %q, want not supported", reason)
 	}
 }
 

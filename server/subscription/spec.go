@@ -146,12 +146,14 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		s.invalid = "the criteria must start with a resource type, such as Communication?recipient=..."
 	case qerr != nil:
 		s.invalid = "the criteria's query is not a valid URL query"
-	case s.channel != "rest-hook":
-		s.invalid = fmt.Sprintf("the channel type %s is not supported by this server (rest-hook is)", s.channel)
+	case s.channel != "rest-hook" && s.channel != "websocket":
+		s.invalid = fmt.Sprintf("the channel type %s is not supported by this server (rest-hook and websocket are)", s.channel)
+	case s.channel == "websocket" && s.topic != nil:
+		s.invalid = "topic-based Subscriptions use the rest-hook channel here"
 	case s.payload != "" && s.payload != "application/fhir+json" && s.payload != "application/json":
 		s.invalid = "the channel payload must be application/fhir+json or absent"
 	}
-	if s.invalid == "" {
+	if s.invalid == "" && s.channel == "rest-hook" {
 		if u, err := url.Parse(s.endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			s.invalid = "the channel endpoint must be an absolute http or https URL"
 		}
