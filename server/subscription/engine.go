@@ -79,8 +79,19 @@ type Engine struct {
 
 	mu        sync.Mutex
 	subs      map[string]*spec   // the Subscriptions being matched, by id
+	gen       int64              // counts changes of subs (under mu)
 	workers   map[string]*worker // their delivery workers
 	delivered map[string]int64   // last event number each worker delivered
+
+	// The matcher's view of subs, rebuilt when gen moves (match goroutine
+	// only).
+	view struct {
+		gen    int64
+		subs   []*spec              // sorted by id
+		table  map[routeKey][]*spec // routed subscriptions by the token they ask for
+		byType map[string][]*spec   // routed subscriptions by type
+		other  []*spec              // subscriptions that see every change
+	}
 
 	acks  chan ack
 	wg    sync.WaitGroup
@@ -300,13 +311,7 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 			}
 		}
 	}
-	e.mu.Lock()
-	subs := make([]*spec, 0, len(e.subs))
-	for _, s := range e.subs {
-		subs = append(subs, s)
-	}
-	e.mu.Unlock()
-	sort.Slice(subs, func(i, j int) bool { return subs[i].id < subs[j].id })
+	e.refreshView()
 	var ns []fhir.Notification
 	idx := make([]*fhir.Index, len(changes)) // each change's index rows, made once when a subscription needs them
 	index := func(i int) *fhir.Index {
@@ -320,11 +325,29 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 		return idx[i]
 	}
 	flagged := map[string]bool{} // Patient id -> has an active CP-IS Flag, in this batch
-	for _, s := range subs {
+	routes := e.route(changes, index)
+	all := make([]int, len(changes))
+	for i := range all {
+		all[i] = i
+	}
+	type work struct {
+		s    *spec
+		list []int
+	}
+	todo := make([]work, 0, len(routes)+len(e.view.other))
+	for _, s := range e.view.other {
+		todo = append(todo, work{s, all})
+	}
+	for s, list := range routes {
+		todo = append(todo, work{s, list})
+	}
+	for _, w := range todo {
+		s, list := w.s, w.list
 		var cand []*fhir.Resource
-		seen := map[string]bool{}
+		var seen map[string]bool
 		var ids []string
-		for i, c := range changes {
+		for _, i := range list {
+			c := changes[i]
 			if c.Type != s.typ || c.Deleted() || c.Seq <= s.since {
 				continue
 			}
@@ -343,6 +366,9 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 				}
 			}
 			cand = append(cand, c)
+			if seen == nil {
+				seen = map[string]bool{}
+			}
 			if !seen[c.ID] {
 				seen[c.ID] = true
 				ids = append(ids, c.ID)
@@ -375,6 +401,94 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 		return ns[i].Seq < ns[j].Seq
 	})
 	return ns, lifecycle
+}
+
+// routeKey is a token value of a resource type: what a routed
+// subscription's first simple filter asks for.
+type routeKey struct{ typ, param, code string }
+
+// keys returns the route keys of s (one per value of its first simple
+// filter, ORed), or false when it cannot be routed (no simple filter, or a
+// value without a code).
+func (s *spec) keys() ([]routeKey, bool) {
+	if len(s.simple) == 0 {
+		return nil, false
+	}
+	f := &s.simple[0]
+	param := f.Param.Name
+	if f.Param.Type == fhir.SearchParamReference {
+		param += ":identifier"
+	}
+	var ks []routeKey
+	for _, v := range f.Values {
+		if v.Code == "" {
+			return nil, false
+		}
+		ks = append(ks, routeKey{s.typ, param, v.Code})
+	}
+	return ks, true
+}
+
+// refreshView rebuilds the matcher's view of the subscriptions when they
+// changed.
+func (e *Engine) refreshView() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.view.subs != nil && e.view.gen == e.gen {
+		return
+	}
+	v := &e.view
+	v.gen = e.gen
+	v.subs = v.subs[:0]
+	for _, s := range e.subs {
+		v.subs = append(v.subs, s)
+	}
+	sort.Slice(v.subs, func(i, j int) bool { return v.subs[i].id < v.subs[j].id })
+	v.table, v.byType, v.other = map[routeKey][]*spec{}, map[string][]*spec{}, nil
+	for _, s := range v.subs {
+		ks, ok := s.keys()
+		if !ok {
+			v.other = append(v.other, s)
+			continue
+		}
+		v.byType[s.typ] = append(v.byType[s.typ], s)
+		for _, k := range ks {
+			v.table[k] = append(v.table[k], s)
+		}
+	}
+}
+
+// route returns, for the routed subscriptions that may match a change of
+// the batch, the indexes (ascending) of those changes: a map look per token
+// of each change instead of a check per subscription.
+func (e *Engine) route(changes []*fhir.Resource, index func(int) *fhir.Index) map[*spec][]int {
+	v := &e.view
+	out := map[*spec][]int{}
+	for i, c := range changes {
+		if c.Deleted() || len(v.byType[c.Type]) == 0 {
+			continue
+		}
+		x := index(i)
+		if x == nil {
+			for _, s := range v.byType[c.Type] { // unindexable: let the search decide
+				out[s] = append(out[s], i)
+			}
+			continue
+		}
+		var seen map[*spec]bool
+		for _, t := range x.Tokens {
+			for _, s := range v.table[routeKey{c.Type, t.Param, t.Code}] {
+				if seen == nil {
+					seen = map[*spec]bool{}
+				}
+				if !seen[s] {
+					seen[s] = true
+					out[s] = append(out[s], i)
+				}
+			}
+		}
+	}
+	return out
 }
 
 // flagged reports whether the subject Patient of the version with index x
@@ -488,6 +602,7 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 	}
 	if s == nil || !s.matching() {
 		delete(e.subs, r.ID)
+		e.gen++
 		if w := e.workers[r.ID]; w != nil {
 			w.cancel()
 			delete(e.workers, r.ID)
@@ -502,6 +617,7 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 		s.since = old.since
 	}
 	e.subs[s.id] = s
+	e.gen++
 	if e.workers[s.id] == nil {
 		e.startWorker(ctx, s)
 	}
@@ -518,6 +634,7 @@ func (e *Engine) activate(ctx context.Context, s *spec) {
 		e.mu.Lock()
 		if e.subs[s.id] == s {
 			delete(e.subs, s.id)
+			e.gen++
 			if w := e.workers[s.id]; w != nil {
 				w.cancel()
 				delete(e.workers, s.id)
