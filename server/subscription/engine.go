@@ -1,5 +1,9 @@
 package subscription
 
+// The engine: the matcher that follows the outbox and the lifecycle of
+// Subscription resources. See https://hl7.org/fhir/R4/subscription.html
+// and doc.go.
+
 import (
 	"context"
 	"encoding/json"
