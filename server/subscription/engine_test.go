@@ -333,3 +333,46 @@ func logOut() io.Writer {
 	}
 	return io.Discard
 }
+
+// TestRoutedMatching covers the shapes of criteria the in-memory routing
+// and matching decide: ORed values, a first filter other than the
+// owner's, a system-only value (not routed) and a mixed criteria (routed,
+// then searched).
+func TestRoutedMatching(t *testing.T) {
+	rc := newReceiver(t)
+	e := start(t, subscription.Config{})
+	subs := map[string]string{
+		"or":     "Communication?recipient:identifier=" + ods + "|LA1," + ods + "|LA3",
+		"status": "Communication?status=completed&recipient:identifier=" + ods + "|LA3",
+		"system": "Communication?recipient:identifier=" + ods + "|",
+		"mixed":  "Communication?recipient:identifier=" + ods + "|LA1&_lastUpdated=gt2000-01-01",
+	}
+	ids := map[string]string{}
+	for name, criteria := range subs {
+		// Admin-owned, so that delivery-time checks pass every match.
+		body := strings.Replace(subscriptionJSON("", criteria, rc.URL+"/"+name, ""), `"meta":{"tag":[{"system":"`+ods+`","code":""}]},`, "", 1)
+		s := e.create(t, body)
+		ids[name] = s.ID
+		eventually(t, name+" active", func() bool { st, _ := e.status(t, s.ID); return st == "active" })
+	}
+	for _, la := range []string{"LA1", "LA2", "LA3"} {
+		e.create(t, communicationJSON(la, la))
+	}
+	e.create(t, strings.Replace(communicationJSON("LA3", "in progress"), `"completed"`, `"in-progress"`, 1))
+	want := map[string]int{"or": 3, "status": 1, "system": 4, "mixed": 1}
+	total := 0
+	for _, n := range want {
+		total += n
+	}
+	eventually(t, "all deliveries", func() bool { return len(rc.receipts()) >= total })
+	time.Sleep(100 * time.Millisecond) // no extra ones arrive
+	got := map[string]int{}
+	for _, r := range rc.receipts() {
+		got[strings.TrimPrefix(r.Path, "/")]++
+	}
+	for name, n := range want {
+		if got[name] != n {
+			t.Errorf("subscription %s (%s): %d notifications, want %d", name, subs[name], got[name], n)
+		}
+	}
+}
