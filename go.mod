@@ -3,6 +3,7 @@ module github.com/cpis-fhir/cpis
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/gin-gonic/gin v1.12.0
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/google/fhir/go v0.7.4

@@ -34,6 +34,7 @@ import (
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
 	"github.com/cpis-fhir/cpis/server/smart"
+	"github.com/cpis-fhir/cpis/server/subscription"
 	"github.com/cpis-fhir/cpis/synthetic"
 )
 
@@ -64,6 +65,7 @@ Usage:
   cpis audit export     print the audit trail's records, one JSON object a line
   cpis client add       register an OAuth client (cpis client add -h)
   cpis user add         register a user of the login page (cpis user add -h)
+  cpis subscriptions    list subscriptions with status, lag and last error (cpis subscriptions -h)
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -93,6 +95,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return reindex(ctx, store, fhir.NewSearchRegistry(), stdout)
 	case "seed":
 		return runSeed(ctx, args[1:], stdout, stderr)
+	case "subscriptions":
+		return subscriptionsCommand(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "token":
@@ -180,6 +184,9 @@ type Main struct {
 	// TLSCert and TLSKey are PEM files; with both the server speaks only
 	// HTTPS and sends HSTS.
 	TLSCert, TLSKey string
+	// SubscriptionHorizon and SubscriptionBackoff are the subscription
+	// engine's retry horizon and first retry wait (subscription.Config).
+	SubscriptionHorizon, SubscriptionBackoff time.Duration
 
 	Stdout, Stderr io.Writer
 
@@ -213,6 +220,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.BoolVar(&m.Demo, "demo", false, "seed a small synthetic data set when the folder holds no Patient, register demo users and a demo app (new passwords at each start), and print commands to try")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS only")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
+	fs.DurationVar(&m.SubscriptionHorizon, "subscription-horizon", 72*time.Hour, "how long a subscription notification is retried before the Subscription goes to status error")
+	fs.DurationVar(&m.SubscriptionBackoff, "subscription-backoff", time.Second, "first wait before retrying a failed notification (doubling, with jitter, up to 5m)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	fs.IntVar(&m.RetentionDays, "retention", 365, "days ended CP-IS records stay visible before they leave searches (they stay in the history)")
 	return fs.Parse(args)
@@ -296,6 +305,11 @@ func (m *Main) Run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("--auth %q: want on or off", m.Auth)
 	}
+	engine, err := subscription.New(subscription.Config{Store: store, Queue: store, Codec: codec, Registry: registry,
+		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff})
+	if err != nil {
+		return err
+	}
 	srv, err := server.New(store, codec, server.Config{
 		Verifier:       verifier,
 		Auth:           authServer,
@@ -309,6 +323,9 @@ func (m *Main) Run(ctx context.Context) error {
 		Version:        version,
 		Registry:       registry,
 		CursorKey:      cursorKey,
+		Subscriptions:  store,
+
+		SubscriptionSockets: engine,
 
 		MaxBundleEntries:      m.MaxBundleEntries,
 		MaxConditionalDeletes: m.MaxConditionalDeletes,
@@ -320,6 +337,16 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Demo && authServer == nil {
 		return errors.New("--demo needs authentication on")
 	}
+	engineCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
+	engineDone := make(chan struct{})
+	go func() {
+		defer close(engineDone)
+		if err := engine.Run(engineCtx); err != nil && engineCtx.Err() == nil {
+			logger.Error("subscription engine stopped", "error", err)
+		}
+	}()
+	// The engine stops before the store closes (defers run last first).
+	defer func() { stopEngine(); <-engineDone }()
 	var tlsConfig *tls.Config
 	if (m.TLSCert == "") != (m.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
@@ -409,9 +436,13 @@ func (m *Main) Run(ctx context.Context) error {
 		// Requests still running past the timeout are cut off before the
 		// store closes, so none of them can be acknowledged afterwards.
 		hs.Close()
+		stopEngine()
+		<-engineDone
 		store.Close()
 		return fmt.Errorf("shutdown: %w", err)
 	}
+	stopEngine()
+	<-engineDone
 	if err := store.Close(); err != nil {
 		return fmt.Errorf("close store: %w", err)
 	}

@@ -107,6 +107,16 @@ type Options struct {
 	// oauth-uris extension); nil leaves it out.
 	// See https://hl7.org/fhir/smart-app-launch/conformance.html.
 	Security json.RawMessage
+	// ResourceExtensions returns extensions of rest.resource for a type
+	// (such as the subscription topics on Subscription); nil adds none.
+	ResourceExtensions func(resourceType string) []Extension
+}
+
+// Extension is an extension with a valueCanonical, the only kind the
+// CapabilityStatement carries.
+type Extension struct {
+	URL            string `json:"url"`
+	ValueCanonical string `json:"valueCanonical,omitempty"`
 }
 
 // CapabilityStatement is the JSON shape of the R4 CapabilityStatement this
@@ -147,6 +157,7 @@ type Rest struct {
 
 // Resource is CapabilityStatement.rest.resource.
 type Resource struct {
+	Extension         []Extension       `json:"extension,omitempty"`
 	Type              string            `json:"type"`
 	Interaction       []CodeInteraction `json:"interaction"`
 	Versioning        string            `json:"versioning,omitempty"`
@@ -248,6 +259,9 @@ func Build(opts Options, routes []Route) *CapabilityStatement {
 		}
 		if opts.SupportedProfiles != nil {
 			res.SupportedProfile = opts.SupportedProfiles(typ)
+		}
+		if opts.ResourceExtensions != nil {
+			res.Extension = opts.ResourceExtensions(typ)
 		}
 		rest.Resource = append(rest.Resource, res)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/cpis-fhir/cpis/profiles"
 	"github.com/cpis-fhir/cpis/server/access"
 	"github.com/cpis-fhir/cpis/server/smart"
+	"github.com/cpis-fhir/cpis/server/subscription"
 	"github.com/cpis-fhir/cpis/terminology"
 	"github.com/gin-gonic/gin"
 )
@@ -87,6 +88,13 @@ type Config struct {
 	// CORSOrigins are the origins browser apps may call the API from; "*"
 	// allows any. Empty allows none (no CORS headers).
 	CORSOrigins []string
+	// Subscriptions, when set, is the subscription engine's state, read by
+	// the Subscription operations $status and $events (subscription_ops.go);
+	// nil serves neither.
+	Subscriptions SubscriptionEvents
+	// SubscriptionSockets, when set, serves the websocket channel at
+	// WebsocketPath (subscription_ws.go); nil serves none.
+	SubscriptionSockets SubscriptionSockets
 }
 
 // Server serves the FHIR REST API. It is an http.Handler and safe for
@@ -199,6 +207,11 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	e.GET("/readyz", s.readyz)
 	s.registerOAuth(e)
 
+	if cfg.SubscriptionSockets != nil {
+		// Outside the audit middleware, which holds answers back: the
+		// socket carries only pings, no resource data.
+		e.GET(WebsocketPath, s.authenticate, s.rateLimit, s.websocket)
+	}
 	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
@@ -287,7 +300,21 @@ func (s *Server) fhirRoutes() []route {
 		r(http.MethodGet, "/:type/:id/:ctype", conformance.SearchType, s.searchCompartment),
 		r(http.MethodGet, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
 		r(http.MethodHead, "/:type/:id/_history/:vid", conformance.VRead, s.vread),
-	}, termOps...)
+	}, append(termOps, s.subscriptionRoutes()...)...)
+}
+
+// subscriptionRoutes are the Subscription operations, served when
+// Config.Subscriptions is set.
+func (s *Server) subscriptionRoutes() []route {
+	if s.cfg.Subscriptions == nil {
+		return nil
+	}
+	status := &conformance.Operation{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status", Types: []string{"Subscription"}}
+	events := &conformance.Operation{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events", Types: []string{"Subscription"}}
+	return []route{
+		{conformance.Route{Method: http.MethodGet, Path: "/:type/:id/$status", Operation: status}, s.subscriptionStatusOp},
+		{conformance.Route{Method: http.MethodGet, Path: "/:type/:id/$events", Operation: events}, s.subscriptionEventsOp},
+	}
 }
 
 // rebuildCapability builds the CapabilityStatement from the routes and the
@@ -308,6 +335,18 @@ func (s *Server) rebuildCapability() error {
 			return nil
 		},
 		Security: s.security(),
+		ResourceExtensions: func(typ string) []conformance.Extension {
+			if typ != "Subscription" || s.cfg.Subscriptions == nil {
+				return nil
+			}
+			// The topics of the Subscriptions R5 Backport IG.
+			// See https://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition-capabilitystatement-subscriptiontopic-canonical.html.
+			var ext []conformance.Extension
+			for _, t := range subscription.Topics {
+				ext = append(ext, conformance.Extension{URL: subscription.TopicCanonicalExtension, ValueCanonical: t.URL})
+			}
+			return ext
+		},
 	}, s.routes)
 	b, err := json.Marshal(cs)
 	if err != nil {

@@ -105,6 +105,9 @@ func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 		tb.Cleanup(func() { replay.Close() })
 		cfg.Auth = smart.NewAuthServer(smart.AuthServerConfig{Keys: ts.Keys, Registry: ts.Reg, Replay: replay, Now: ts.Clock.Now})
 	}
+	if cfg.Subscriptions == nil {
+		cfg.Subscriptions = store
+	}
 	srv, err := server.New(store, codec, cfg)
 	if err != nil {
 		tb.Fatalf("server.New: %v", err)

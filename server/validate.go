@@ -35,6 +35,7 @@ import (
 
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/profiles"
+	"github.com/cpis-fhir/cpis/server/subscription"
 	"github.com/cpis-fhir/cpis/terminology"
 	flagpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/flag_go_proto"
 )
@@ -90,6 +91,12 @@ func contains(ss []string, s string) bool {
 
 // validateWrite is the fhir.Service.Validate hook: see the file comment.
 func (s *Server) validateWrite(p *fhir.Parsed, body []byte, resolve func(ref string) []byte) error {
+	if p.Type == "Subscription" {
+		// What the subscription engine cannot serve is refused here.
+		if err := subscription.Check(p, s.registry); err != nil {
+			return err
+		}
+	}
 	urls := s.profilesOf(p)
 	if len(urls) == 0 {
 		return nil

@@ -57,6 +57,8 @@ type Store struct {
 	done   chan struct{}
 	last   time.Time // last commit time, owned by the writer
 
+	commits chan struct{} // signalled after each commit that wrote (subscription.go)
+
 	audit auditState // the audit trail (audit.go)
 }
 
@@ -84,7 +86,7 @@ func Open(path string, cfg Config) (*Store, error) {
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
-	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}}
+	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}, commits: make(chan struct{}, 1)}
 	var err error
 	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=cache_size(-32768)"); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)

@@ -123,6 +123,10 @@ func (s *Store) commit(batch []*writeReq) {
 	}
 	if wrote {
 		s.last = now
+		select {
+		case s.commits <- struct{}{}:
+		default:
+		}
 	}
 	s.audit.head = wtx.audit // the audit chain as committed (audit.go)
 	if len(wtx.added) > 0 {

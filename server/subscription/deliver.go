@@ -1,0 +1,343 @@
+package subscription
+
+// Delivery through the rest-hook channel.
+// See https://hl7.org/fhir/R4/subscription.html#2.46.7.1 (channels) and
+// https://hl7.org/fhir/R4/codesystem-subscription-channel-type.html.
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+)
+
+// Headers of every rest-hook request.
+const (
+	// IdempotencyKeyHeader is "<subscription id>:<event number>": the same
+	// for every attempt of one notification, so that a receiver can drop
+	// duplicates.
+	IdempotencyKeyHeader = "Idempotency-Key"
+	// SubscriptionHeader is the Subscription's id.
+	SubscriptionHeader = "X-CPIS-Subscription"
+	// EventNumberHeader is the notification's event number.
+	EventNumberHeader = "X-CPIS-Event-Number"
+	// TimestampHeader is when the request was signed, Unix seconds.
+	TimestampHeader = "X-CPIS-Timestamp"
+	// SignatureHeader is "sha256=" and the hex HMAC-SHA256, keyed with the
+	// subscription's secret (SecretExtension), of Sign's message: present
+	// only when the subscription has a secret.
+	SignatureHeader = "X-CPIS-Signature"
+)
+
+// Sign returns the SignatureHeader value of a request with these
+// idempotency key, timestamp and body: HMAC-SHA256(secret, key + "." +
+// timestamp + "." + body), hex, after "sha256=".
+func Sign(secret, key, timestamp string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(key + "." + timestamp + "."))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// errText is the message of err safe to store in Subscription.error.
+func errText(err error) string {
+	var fe *fhir.Error
+	if errors.As(err, &fe) {
+		return fe.Message
+	}
+	return "internal error"
+}
+
+// worker delivers one subscription's notifications in order.
+type worker struct {
+	wake   chan struct{}
+	cancel context.CancelFunc
+}
+
+func (w *worker) poke() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// startWorker starts s's worker; e.mu is held.
+func (e *Engine) startWorker(ctx context.Context, s *spec) {
+	wctx, cancel := context.WithCancel(ctx)
+	w := &worker{wake: make(chan struct{}, 1), cancel: cancel}
+	e.workers[s.id] = w
+	w.poke()
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.work(wctx, s.id, w)
+	}()
+}
+
+func (e *Engine) current(id string) *spec {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.subs[id]
+}
+
+func (e *Engine) work(ctx context.Context, id string, w *worker) {
+	e.mu.Lock()
+	delivered := e.delivered[id]
+	e.mu.Unlock()
+	if s := e.current(id); s != nil && s.topic != nil && s.status == StatusRequested {
+		if !e.handshake(ctx, s) {
+			return
+		}
+	}
+	for ctx.Err() == nil {
+		ns, err := e.cfg.Queue.Events(ctx, id, delivered, 64)
+		if err != nil {
+			e.retryLater(ctx, "read events", err)
+			continue
+		}
+		if len(ns) == 0 {
+			var beat <-chan time.Time
+			s := e.current(id)
+			if s != nil && s.heartbeat > 0 {
+				beat = time.After(s.heartbeat)
+			}
+			select {
+			case <-ctx.Done():
+			case <-w.wake:
+			case <-beat:
+				e.heartbeat(ctx, s, delivered)
+			}
+			continue
+		}
+		for _, n := range ns {
+			s := e.current(id)
+			if s == nil {
+				return
+			}
+			if err := e.deliver(ctx, s, n, w.wake); err != nil {
+				if ctx.Err() == nil {
+					e.log.Warn("subscription: delivery given up", "subscription", id, "event", n.Number, "error", err)
+					e.setStatus(context.WithoutCancel(ctx), id, StatusError, err.Error())
+				}
+				return
+			}
+			delivered = n.Number
+			e.mu.Lock()
+			e.delivered[id] = delivered
+			e.mu.Unlock()
+			e.acks <- ack{id, delivered}
+		}
+	}
+}
+
+// deliver sends n until the receiver takes it or the horizon passes (the
+// error says why, in words safe for Subscription.error).
+// A websocket subscription also retries at once when woken (a client
+// bound).
+func (e *Engine) deliver(ctx context.Context, s *spec, n fhir.Notification, wake <-chan struct{}) error {
+	if s.channel != "websocket" {
+		wake = nil
+	}
+	var first time.Time
+	for attempt := 0; ; attempt++ {
+		err := e.send(ctx, s, n)
+		if err == nil || errors.Is(err, errWithheld) {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		now := e.cfg.Now()
+		if first.IsZero() {
+			first = now
+		}
+		if now.Sub(first) >= e.cfg.Horizon {
+			return fmt.Errorf("event %d not delivered for %s: %v", n.Number, e.cfg.Horizon, err)
+		}
+		e.log.Info("subscription: delivery failed; retrying", "subscription", s.id, "event", n.Number, "attempt", attempt+1, "error", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(e.backoff(attempt)):
+		case <-wake:
+		}
+		if cur := e.current(s.id); cur != nil {
+			s = cur // endpoint or headers may have changed meanwhile
+		}
+	}
+}
+
+// backoff is the wait after the attempt-th failure: BackoffMin doubled
+// per attempt up to BackoffMax, of which a random half is jitter.
+func (e *Engine) backoff(attempt int) time.Duration {
+	d := e.cfg.BackoffMin
+	for i := 0; i < attempt && d < e.cfg.BackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, e.cfg.BackoffMax)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+var errWithheld = errors.New("subscription: the owner may not see the resource")
+
+// send makes one attempt at delivering n.
+func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
+	owner := e.cfg.Policy.Store(e.cfg.Store, s.owner)
+	r, err := owner.VRead(ctx, n.Type, n.ID, n.Version)
+	if err == nil {
+		_, err = owner.Read(ctx, n.Type, n.ID)
+	}
+	if err != nil {
+		if code := fhir.ErrorCode(err); code == fhir.IssueNotFound || code == fhir.IssueForbidden {
+			e.log.Info("subscription: notification withheld from its owner", "subscription", s.id, "event", n.Number, "type", n.Type)
+			return errWithheld
+		}
+		return fmt.Errorf("read %s: %w", n.Type, err)
+	}
+	if s.channel == "websocket" {
+		return e.ping(s.id)
+	}
+	method, target, body := http.MethodPost, s.endpoint, []byte(nil)
+	switch {
+	case s.topic != nil:
+		// A Backport IG notification Bundle, posted to the endpoint.
+		if body, err = notificationBundle(s, "event-notification", n.Number, &n, r, fhir.FormatInstant(e.cfg.Now())); err != nil {
+			return fmt.Errorf("notification bundle: %w", err)
+		}
+	case s.payload != "":
+		// With a payload the endpoint is a FHIR base and the resource is
+		// PUT to it.
+		method, target, body = http.MethodPut, strings.TrimSuffix(s.endpoint, "/")+"/"+n.Type+"/"+n.ID, r.JSON
+	}
+	return e.post(ctx, s, method, target, body, strconv.FormatInt(n.Number, 10))
+}
+
+// post sends one request of s's channel; number is the event number (or
+// "handshake", "heartbeat"), which with the subscription id makes the
+// idempotency key.
+func (e *Engine) post(ctx context.Context, s *spec, method, target string, body []byte, number string) error {
+	req, err := http.NewRequestWithContext(ctx, method, target, bytes.NewReader(body))
+	if err != nil {
+		return errors.New("the channel endpoint is not a usable URL")
+	}
+	for _, h := range s.headers {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	key := s.id + ":" + number
+	ts := strconv.FormatInt(e.cfg.Now().Unix(), 10)
+	req.Header.Set(IdempotencyKeyHeader, key)
+	req.Header.Set(SubscriptionHeader, s.id)
+	req.Header.Set(EventNumberHeader, number)
+	req.Header.Set(TimestampHeader, ts)
+	if s.secret != "" {
+		req.Header.Set(SignatureHeader, Sign(s.secret, key, ts, body))
+	}
+	resp, err := e.cfg.Client.Do(req)
+	if err != nil {
+		return errors.New("the receiver could not be reached")
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("the receiver answered HTTP %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// handshake sends a topic-based Subscription's handshake and sets it
+// active when the receiver takes it, else error with the reason.
+// See https://hl7.org/fhir/uv/subscriptions-backport/components.html#handshake.
+func (e *Engine) handshake(ctx context.Context, s *spec) bool {
+	body, err := notificationBundle(s, "handshake", 0, nil, nil, "")
+	if err == nil {
+		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "handshake")
+	}
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		e.setStatus(context.WithoutCancel(ctx), s.id, StatusError, "handshake failed: "+err.Error())
+		return false
+	}
+	e.setStatus(ctx, s.id, StatusActive, "")
+	return true
+}
+
+// heartbeat sends a topic-based Subscription's heartbeat; a failure is
+// only logged (the next notification is retried as usual).
+func (e *Engine) heartbeat(ctx context.Context, s *spec, events int64) {
+	body, err := notificationBundle(s, "heartbeat", events, nil, nil, "")
+	if err == nil {
+		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "heartbeat")
+	}
+	if err != nil && ctx.Err() == nil {
+		e.log.Info("subscription: heartbeat failed", "subscription", s.id, "error", err)
+	}
+}
+
+// ackDelay is how long an acknowledgement waits for others to share its
+// write.
+const ackDelay = 20 * time.Millisecond
+
+// acker stores acknowledgements, coalescing those that arrive while the
+// last batch is written, until ctx ends; then it writes what is left.
+func (e *Engine) acker(ctx context.Context) {
+	pending := map[string]int64{}
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		if err := e.cfg.Queue.Ack(context.WithoutCancel(ctx), pending); err != nil {
+			e.log.Error("subscription: ack", "error", err)
+			return // kept: written with the next batch
+		}
+		pending = map[string]int64{}
+	}
+	for {
+		select {
+		case a := <-e.acks:
+			pending[a.sub] = max(pending[a.sub], a.num)
+			// Acknowledgements of the next few milliseconds share one
+			// write: a crash meanwhile only sends them again.
+			select {
+			case <-ctx.Done():
+			case <-time.After(ackDelay):
+			}
+		drain:
+			for {
+				select {
+				case a := <-e.acks:
+					pending[a.sub] = max(pending[a.sub], a.num)
+				default:
+					break drain
+				}
+			}
+			flush()
+		case <-ctx.Done():
+			for {
+				select {
+				case a := <-e.acks:
+					pending[a.sub] = max(pending[a.sub], a.num)
+				default:
+					flush()
+					return
+				}
+			}
+		}
+	}
+}

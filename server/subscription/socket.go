@@ -1,0 +1,69 @@
+package subscription
+
+// The R4 websocket channel: a client connected to the server's websocket
+// binds to a Subscription ("bind <id>") and receives "ping <id>" for each
+// notification. See https://hl7.org/fhir/R4/subscription.html#2.46.7.2.
+
+import (
+	"errors"
+	"sync"
+)
+
+// sockets are the bound websocket clients, by Subscription id.
+type sockets struct {
+	mu    sync.Mutex
+	bound map[string]map[chan string]struct{}
+}
+
+// Bind registers a websocket client of Subscription id: each notification
+// delivered to it sends "ping <id>" on the returned channel (buffered; a
+// client that falls 64 messages behind misses pings and the notification
+// is retried). The caller checks that the client may read the
+// Subscription, and calls unbind when the socket closes. Safe for
+// concurrent use.
+func (e *Engine) Bind(id string) (msgs <-chan string, unbind func()) {
+	ch := make(chan string, 64)
+	e.socks.mu.Lock()
+	if e.socks.bound == nil {
+		e.socks.bound = map[string]map[chan string]struct{}{}
+	}
+	if e.socks.bound[id] == nil {
+		e.socks.bound[id] = map[chan string]struct{}{}
+	}
+	e.socks.bound[id][ch] = struct{}{}
+	e.socks.mu.Unlock()
+	e.mu.Lock()
+	if w := e.workers[id]; w != nil {
+		w.poke() // notifications waiting for a client go now
+	}
+	e.mu.Unlock()
+	return ch, func() {
+		e.socks.mu.Lock()
+		delete(e.socks.bound[id], ch)
+		if len(e.socks.bound[id]) == 0 {
+			delete(e.socks.bound, id)
+		}
+		e.socks.mu.Unlock()
+	}
+}
+
+var errNoSocket = errors.New("no websocket client is bound to the subscription")
+
+// ping sends "ping <id>" to the clients bound to id; an error when none
+// took it.
+func (e *Engine) ping(id string) error {
+	e.socks.mu.Lock()
+	defer e.socks.mu.Unlock()
+	sent := false
+	for ch := range e.socks.bound[id] {
+		select {
+		case ch <- "ping " + id:
+			sent = true
+		default:
+		}
+	}
+	if !sent {
+		return errNoSocket
+	}
+	return nil
+}

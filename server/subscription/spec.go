@@ -1,0 +1,220 @@
+package subscription
+
+// Reading a Subscription resource into what the engine acts on.
+// See https://hl7.org/fhir/R4/subscription.html#resource.
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server/access"
+	"github.com/cpis-fhir/cpis/server/smart"
+	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
+	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
+	srpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/subscription_go_proto"
+)
+
+// SecretExtension is the URL of the extension on Subscription.channel
+// whose valueString is the subscription's signing secret: with it, every
+// rest-hook request carries SignatureHeader.
+const SecretExtension = "https://fhir.cpis.nhs.uk/StructureDefinition/subscription-signing-secret"
+
+// Subscription statuses. See https://hl7.org/fhir/R4/valueset-subscription-status.html.
+const (
+	StatusRequested = "requested"
+	StatusActive    = "active"
+	StatusError     = "error"
+	StatusOff       = "off"
+)
+
+// spec is one Subscription version as the engine uses it.
+type spec struct {
+	id       string
+	version  int64
+	status   string
+	typ      string     // the criteria's resource type
+	query    url.Values // the criteria's search parameters
+	end      time.Time  // zero: none
+	channel  string     // rest-hook, websocket, ...
+	endpoint string
+	payload  string // "" (no body) or a MIME type
+	headers  []string
+	secret   string
+	owner    *smart.Principal
+	// invalid, when set, is why the engine cannot serve the subscription.
+	invalid string
+	// since is the commit sequence number after which changes match.
+	since int64
+	// topic, for a topic-based Subscription, is its topic; content its
+	// payload content and heartbeat its heartbeat period (zero: none).
+	topic     *Topic
+	content   string
+	heartbeat time.Duration
+	// simple are the criteria's filters decided on a version's own index
+	// rows; exact says they are all of them (prefilter.go).
+	simple []fhir.Filter
+	exact  bool
+}
+
+// matching reports whether changes are matched for s.
+func (s *spec) matching() bool {
+	return s.invalid == "" && (s.status == StatusRequested || s.status == StatusActive)
+}
+
+func codeName(v fmt.Stringer) string {
+	return strings.ReplaceAll(strings.ToLower(v.String()), "_", "-")
+}
+
+// parseSpec reads the Subscription version r.
+func parseSpec(codec *fhir.Codec, r *fhir.Resource) (*spec, error) {
+	p, err := codec.Parse(r.JSON)
+	if err != nil {
+		return nil, fmt.Errorf("parse Subscription: %w", err)
+	}
+	sub := p.Proto().GetSubscription()
+	if sub == nil {
+		return nil, fmt.Errorf("parse Subscription: not a Subscription")
+	}
+	return specOf(sub, r.ID, r.VersionID), nil
+}
+
+// specOf reads sub; invalid says what keeps the engine from serving it.
+func specOf(sub *srpb.Subscription, id string, version int64) *spec {
+	s := &spec{id: id, version: version, status: codeName(sub.GetStatus().GetValue())}
+	if end := sub.GetEnd(); end != nil {
+		s.end = time.UnixMicro(end.GetValueUs()).UTC()
+	}
+	ch := sub.GetChannel()
+	s.channel = codeName(ch.GetType().GetValue())
+	s.endpoint = ch.GetEndpoint().GetValue()
+	s.payload = ch.GetPayload().GetValue()
+	for _, h := range ch.GetHeader() {
+		s.headers = append(s.headers, h.GetValue())
+	}
+	for _, ext := range ch.GetExtension() {
+		if ext.GetUrl().GetValue() == SecretExtension {
+			s.secret = ext.GetValue().GetStringValue().GetValue()
+		}
+	}
+	s.owner = ownerOf(sub.GetMeta().GetTag())
+	criteria := sub.GetCriteria().GetValue()
+	typ, rawQuery, _ := strings.Cut(criteria, "?")
+	q, qerr := url.ParseQuery(rawQuery)
+	if t := topicOf(criteria); t != nil {
+		s.topic, typ, q, qerr = t, t.Type, url.Values{}, nil
+		for _, ext := range sub.GetCriteria().GetExtension() {
+			if ext.GetUrl().GetValue() != FilterCriteriaExtension {
+				continue
+			}
+			ft, fq, _ := strings.Cut(ext.GetValue().GetStringValue().GetValue(), "?")
+			if ft != t.Type {
+				s.invalid = fmt.Sprintf("the filter criteria of topic %s must be searches of %s (%s?...)", t.URL, t.Type, t.Type)
+			}
+			vals, err := url.ParseQuery(fq)
+			if err != nil {
+				qerr = err
+			}
+			for k, v := range vals {
+				q[k] = append(q[k], v...)
+			}
+		}
+		s.content = "id-only"
+		for _, ext := range ch.GetPayload().GetExtension() {
+			if ext.GetUrl().GetValue() == PayloadContentExtension {
+				s.content = ext.GetValue().GetCode().GetValue()
+			}
+		}
+		for _, ext := range ch.GetExtension() {
+			if ext.GetUrl().GetValue() == HeartbeatExtension {
+				s.heartbeat = time.Duration(ext.GetValue().GetUnsignedInt().GetValue()) * time.Second
+			}
+		}
+		switch s.content {
+		case "empty", "id-only", "full-resource":
+		default:
+			s.invalid = "the payload content must be empty, id-only or full-resource"
+		}
+	} else if strings.HasPrefix(criteria, "http:") || strings.HasPrefix(criteria, "https:") {
+		s.invalid = "the criteria names a topic this server does not offer (see the CapabilityStatement)"
+	}
+	switch {
+	case s.invalid != "":
+	case !fhir.IsResourceType(typ):
+		s.invalid = "the criteria must start with a resource type, such as Communication?recipient=..."
+	case qerr != nil:
+		s.invalid = "the criteria's query is not a valid URL query"
+	case s.channel != "rest-hook" && s.channel != "websocket":
+		s.invalid = fmt.Sprintf("the channel type %s is not supported by this server (rest-hook and websocket are)", s.channel)
+	case s.channel == "websocket" && s.topic != nil:
+		s.invalid = "topic-based Subscriptions use the rest-hook channel here"
+	case s.payload != "" && s.payload != "application/fhir+json" && s.payload != "application/json":
+		s.invalid = "the channel payload must be application/fhir+json or absent"
+	}
+	if s.invalid == "" && s.channel == "rest-hook" {
+		if u, err := url.Parse(s.endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			s.invalid = "the channel endpoint must be an absolute http or https URL"
+		}
+	}
+	for _, h := range s.headers {
+		if name, _, ok := strings.Cut(h, ":"); !ok || strings.TrimSpace(name) == "" {
+			s.invalid = "each channel header must be \"Name: value\""
+		}
+	}
+	s.typ, s.query = typ, q
+	return s
+}
+
+// Check reports whether the engine can serve the Subscription p, so that a
+// write of one it cannot fails with a reason instead of being accepted and
+// set to error: a requested or active Subscription needs criteria that
+// parse strictly with reg's parameters and a rest-hook channel with an
+// absolute http(s) endpoint. Errors: IssueInvalid with the reason. Other
+// resource types and Subscriptions in status error or off pass.
+func Check(p *fhir.Parsed, reg *fhir.SearchRegistry) error {
+	sub := p.Proto().GetSubscription()
+	if sub == nil {
+		return nil
+	}
+	s := specOf(sub, "", 0)
+	if s.status != StatusRequested && s.status != StatusActive {
+		return nil
+	}
+	if s.invalid == "" {
+		if _, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: reg, Strict: true}); err != nil {
+			s.invalid = "the criteria cannot be evaluated: " + errText(err)
+		}
+	}
+	if s.invalid != "" {
+		return fhir.Errorf(fhir.IssueInvalid, "Subscription: %s", s.invalid)
+	}
+	return nil
+}
+
+// ownerOf returns the principal whose rights a Subscription's
+// notifications are delivered with: the council whose ODS code is a
+// meta.tag, else an administrator (the policy lets only an administrator
+// write a Subscription without its council's tag).
+func ownerOf(tags []*dtpb.Coding) *smart.Principal {
+	for _, t := range tags {
+		if t.GetSystem().GetValue() == access.ODSSystem && t.GetCode().GetValue() != "" {
+			return principal(smart.RoleLA, t.GetCode().GetValue())
+		}
+	}
+	return principal(smart.RoleAdmin, "")
+}
+
+func principal(role smart.Role, ods string) *smart.Principal {
+	scopes, _, _ := smart.ParseScopes(smart.DefaultScope(role))
+	return &smart.Principal{Subject: "subscription-owner", Role: role, ODS: ods, Scopes: scopes}
+}
+
+// statusCode is the proto code of a status.
+var statusCode = map[string]cpb.SubscriptionStatusCode_Value{
+	StatusRequested: cpb.SubscriptionStatusCode_REQUESTED,
+	StatusActive:    cpb.SubscriptionStatusCode_ACTIVE,
+	StatusError:     cpb.SubscriptionStatusCode_ERROR,
+	StatusOff:       cpb.SubscriptionStatusCode_OFF,
+}

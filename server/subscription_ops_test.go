@@ -1,0 +1,132 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server"
+	"github.com/cpis-fhir/cpis/server/smart"
+	"github.com/cpis-fhir/cpis/server/subscription"
+)
+
+// TestSubscription_CouncilEndToEnd: a council writes its Subscription over
+// the API with its own token, the engine (running on the server's store)
+// delivers the Communications addressed to it, and $status and $events
+// answer the council but not another one.
+func TestSubscription_CouncilEndToEnd(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	var got atomic.Int64
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+	defer rc.Close()
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := subscription.New(subscription.Config{Store: ts.Store, Queue: ts.Store, Codec: codec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); eng.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	const ods = "https://fhir.nhs.uk/Id/ods-organization-code"
+	la1 := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleLA, ODS: "LA1", Subject: "la1", ClientID: "la1"})
+	la2 := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleLA, ODS: "LA2", Subject: "la2", ClientID: "la2"})
+	sub := fmt.Sprintf(`{"resourceType":"Subscription","meta":{"tag":[{"system":%q,"code":"LA1"}]},"status":"requested","reason":"notifications",
+		"criteria":"Communication?recipient:identifier=%s|LA1","channel":{"type":"rest-hook","endpoint":%q,"payload":"application/fhir+json"}}`, ods, ods, rc.URL+"/fhir")
+	res := do(t, "POST", ts.Base+"/Subscription", sub, "Authorization", "Bearer "+la1).wantStatus(t, http.StatusCreated)
+	id := res.object(t)["id"].(string)
+	deadline := time.Now().Add(time.Minute)
+	for do(t, "GET", ts.Base+"/Subscription/"+id, "").object(t)["status"] != "active" {
+		if time.Now().After(deadline) {
+			t.Fatal("Subscription not active within a minute")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	comm := func(la string) string {
+		return fmt.Sprintf(`{"resourceType":"Communication","status":"completed","recipient":[{"identifier":{"system":%q,"value":%q}}]}`, ods, la)
+	}
+	do(t, "POST", ts.Base+"/Communication", comm("LA1")).wantStatus(t, http.StatusCreated)
+	do(t, "POST", ts.Base+"/Communication", comm("LA2")).wantStatus(t, http.StatusCreated)
+	do(t, "POST", ts.Base+"/Communication", comm("LA1")).wantStatus(t, http.StatusCreated)
+	for got.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d notifications within a minute, want 2", got.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	st := do(t, "GET", ts.Base+"/Subscription/"+id+"/$status", "", "Authorization", "Bearer "+la1).wantStatus(t, http.StatusOK)
+	for _, want := range []string{`"name":"events-since-subscription-start","valueString":"2"`, `"valueCode":"query-status"`, `"valueCode":"active"`} {
+		if !strings.Contains(string(st.Body), want) {
+			t.Errorf("$status: %s, want %s", st.Body, want)
+		}
+	}
+	ev := do(t, "GET", ts.Base+"/Subscription/"+id+"/$events?eventsSinceNumber=2", "", "Authorization", "Bearer "+la1).wantStatus(t, http.StatusOK)
+	b := ev.object(t)
+	entries, _ := b["entry"].([]any)
+	if b["type"] != "history" || len(entries) != 2 {
+		t.Fatalf("$events?eventsSinceNumber=2: %s, want a history Bundle of the status and one resource", ev.Body)
+	}
+	first := entries[0].(map[string]any)["resource"].(map[string]any)
+	if first["resourceType"] != "Parameters" || !strings.Contains(string(ev.Body), `"name":"event-number","valueString":"2"`) || strings.Contains(string(ev.Body), `"valueString":"1"`) {
+		t.Errorf("$events: %s, want the SubscriptionStatus first with event 2 only", ev.Body)
+	}
+	do(t, "GET", ts.Base+"/Subscription/"+id+"/$status", "", "Authorization", "Bearer "+la2).wantStatus(t, http.StatusNotFound)
+	do(t, "GET", ts.Base+"/Subscription/"+id+"/$events?eventsSinceNumber=x", "", "Authorization", "Bearer "+la1).wantStatus(t, http.StatusBadRequest)
+	do(t, "GET", ts.Base+"/Patient/"+id+"/$status", "").wantStatus(t, http.StatusNotFound)
+}
+
+func TestSubscription_WriteChecks(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	sub := func(criteria, channel string) string {
+		return fmt.Sprintf(`{"resourceType":"Subscription","status":"requested","reason":"r","criteria":%q,"channel":%s}`, criteria, channel)
+	}
+	for _, c := range []struct{ name, body, want string }{
+		{"unknown parameter", sub("Communication?no-such-param=1", `{"type":"rest-hook","endpoint":"https://la.example/hook"}`), "criteria"},
+		{"no resource type", sub("recipient=x", `{"type":"rest-hook","endpoint":"https://la.example/hook"}`), "resource type"},
+		{"email channel", sub("Communication", `{"type":"email","endpoint":"mailto:a@la.example"}`), "not supported"},
+		{"relative endpoint", sub("Communication", `{"type":"rest-hook","endpoint":"/hook"}`), "endpoint"},
+		{"bad header", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","header":["no colon"]}`), "header"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := do(t, "POST", ts.Base+"/Subscription", c.body).wantStatus(t, http.StatusBadRequest)
+			if _, diag, _ := res.outcome(t); !strings.Contains(diag, c.want) {
+				t.Errorf("POST Subscription (%s): %s, want a message about %s", c.name, res.Body, c.want)
+			}
+		})
+	}
+	// A Subscription in status off is stored as it is.
+	do(t, "POST", ts.Base+"/Subscription", strings.Replace(sub("Communication", `{"type":"email"}`), "requested", "off", 1)).wantStatus(t, http.StatusCreated)
+}
+
+func TestSubscription_TopicsInCapabilityStatement(t *testing.T) {
+	ts := startServer(t, server.Config{})
+	res := do(t, "GET", ts.Base+"/metadata", "").wantStatus(t, http.StatusOK)
+	codec, _ := fhir.NewCodec()
+	if _, err := codec.Parse(res.Body); err != nil {
+		t.Fatalf("CapabilityStatement is not valid R4: %v", err)
+	}
+	for _, topic := range subscription.Topics {
+		want := fmt.Sprintf(`{"url":%q,"valueCanonical":%q}`, subscription.TopicCanonicalExtension, topic.URL)
+		if !strings.Contains(string(res.Body), want) {
+			t.Errorf("GET metadata: no %s", want)
+		}
+	}
+	for _, op := range []string{`"name":"status"`, `"name":"events"`} {
+		if !strings.Contains(string(res.Body), op) {
+			t.Errorf("GET metadata: no operation %s", op)
+		}
+	}
+}
