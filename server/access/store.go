@@ -37,23 +37,19 @@ type store struct {
 
 func (s *store) Read(ctx context.Context, typ, id string) (*fhir.Resource, error) {
 	r, err := s.Store.Read(ctx, typ, id)
-	if err != nil {
-		if s.p == nil {
-			return nil, errNoPrincipal
-		}
-		if !readable(s.p, typ) {
-			return nil, forbidden("the %s role may not read %s", s.p.Role, typ)
-		}
-		return nil, err
-	}
-	if err := s.pl.CanRead(s.p, r, s.previous(ctx, r)); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return s.checkRead(ctx, typ, r, err)
 }
 
 func (s *store) VRead(ctx context.Context, typ, id string, version int64) (*fhir.Resource, error) {
 	r, err := s.Store.VRead(ctx, typ, id, version)
+	return s.checkRead(ctx, typ, r, err)
+}
+
+// checkRead answers a read or vread of typ whose store answer is r, err: a
+// type the role may not read is 403 whatever the store said (so that a
+// missing resource and a hidden one look alike), a resource the principal
+// may not see is CanRead's error.
+func (s *store) checkRead(ctx context.Context, typ string, r *fhir.Resource, err error) (*fhir.Resource, error) {
 	if err != nil {
 		if s.p == nil {
 			return nil, errNoPrincipal
