@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cpis-fhir/cpis/profiles"
 )
 
 // nhsSystem is the identifier system of NHS numbers.
@@ -47,21 +49,11 @@ func (g *nhsNumbers) Next() string {
 // valid check digit (ok is false).
 func nhsNumber(base int64) (string, bool) {
 	digits := strconv.FormatInt(base, 10)
-	if len(digits) != 9 {
+	check, ok := profiles.NHSCheckDigit(digits)
+	if !ok {
 		return "", false
 	}
-	sum := 0
-	for i := 0; i < 9; i++ {
-		sum += int(digits[i]-'0') * (10 - i)
-	}
-	check := 11 - sum%11
-	switch check {
-	case 11:
-		check = 0
-	case 10:
-		return "", false
-	}
-	return digits + strconv.Itoa(check), true
+	return digits + string(check), true
 }
 
 func TestNHSNumber(t *testing.T) {

@@ -14,27 +14,45 @@ func NHSNumberProblem(s string) string {
 	if len(s) != 10 {
 		return "an NHS number has 10 digits"
 	}
-	sum := 0
 	for i := 0; i < 10; i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
+		if s[i] < '0' || s[i] > '9' {
 			return "an NHS number has only digits"
 		}
-		if i < 9 {
-			sum += int(c-'0') * (10 - i)
-		}
 	}
-	check := 11 - sum%11
-	switch {
-	case check == 11:
-		check = 0
-	case check == 10:
+	check, ok := NHSCheckDigit(s[:9])
+	if !ok {
 		return "the NHS number has no valid check digit (Modulus 11 gives 10)"
 	}
-	if int(s[9]-'0') != check {
+	if s[9] != check {
 		return "the NHS number fails the Modulus 11 check digit"
 	}
 	return ""
+}
+
+// NHSCheckDigit returns the check digit ('0' to '9') that completes the
+// nine digits nine into an NHS number (see NHSNumberProblem); ok is false
+// when nine is not nine digits or when Modulus 11 gives 10, so that no NHS
+// number starts with them.
+func NHSCheckDigit(nine string) (digit byte, ok bool) {
+	if len(nine) != 9 {
+		return 0, false
+	}
+	sum := 0
+	for i := 0; i < 9; i++ {
+		c := nine[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		sum += int(c-'0') * (10 - i)
+	}
+	check := 11 - sum%11
+	switch check {
+	case 11:
+		check = 0
+	case 10:
+		return 0, false
+	}
+	return byte('0' + check), true
 }
 
 // ValidNHSNumber reports whether s is a 10-digit NHS number with a valid

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cpis-fhir/cpis/profiles"
 	"github.com/cpis-fhir/cpis/server"
 )
 
@@ -260,18 +261,11 @@ func nhsNumber(i int) string {
 // ok is false when there is none (the check digit would be 10).
 func nhsWithCheck(n int) (string, bool) {
 	s := fmt.Sprint(n)
-	sum := 0
-	for k := range 9 {
-		sum += int(s[k]-'0') * (10 - k)
-	}
-	c := 11 - sum%11
-	if c == 11 {
-		c = 0
-	}
-	if c == 10 {
+	c, ok := profiles.NHSCheckDigit(s)
+	if !ok {
 		return "", false
 	}
-	return s + fmt.Sprint(c), true
+	return s + string(c), true
 }
 
 func TestTransaction_CouncilUpload(t *testing.T) {

@@ -1,6 +1,10 @@
 package synthetic
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/cpis-fhir/cpis/profiles"
+)
 
 // nhsSerials is the size of the 999 test range: "999" and six digits.
 const nhsSerials = 1_000_000
@@ -18,18 +22,11 @@ func nhsNumber(serial int) (nhs string, ok bool) {
 		d[i] = byte('0' + n%10)
 		n /= 10
 	}
-	sum := 0
-	for i := 0; i < 9; i++ {
-		sum += int(d[i]-'0') * (10 - i)
-	}
-	check := 11 - sum%11
-	switch check {
-	case 11:
-		check = 0
-	case 10:
+	check, ok := profiles.NHSCheckDigit(string(d[:9]))
+	if !ok {
 		return "", false
 	}
-	d[9] = byte('0' + check)
+	d[9] = check
 	return string(d[:]), true
 }
 
