@@ -216,14 +216,24 @@ func (s *Server) valueSetURL(c *gin.Context, p *opParams) (string, error) {
 	return vs.URL, nil
 }
 
-// expandOp answers $expand.
-func (s *Server) expandOp(c *gin.Context) {
-	if !s.operationType(c, "ValueSet", "expand") {
-		return
+// operationInput checks that operation op is asked of type want and reads
+// its parameters; on failure it has answered and returns false.
+func (s *Server) operationInput(c *gin.Context, want, op string) (*opParams, bool) {
+	if !s.operationType(c, want, op) {
+		return nil, false
 	}
 	p, err := s.operationParams(c)
 	if err != nil {
 		s.fail(c, err)
+		return nil, false
+	}
+	return p, true
+}
+
+// expandOp answers $expand.
+func (s *Server) expandOp(c *gin.Context) {
+	p, ok := s.operationInput(c, "ValueSet", "expand")
+	if !ok {
 		return
 	}
 	u, err := s.valueSetURL(c, p)
@@ -300,12 +310,8 @@ type terminologyContained struct {
 
 // validateCodeOp answers ValueSet $validate-code.
 func (s *Server) validateCodeOp(c *gin.Context) {
-	if !s.operationType(c, "ValueSet", "validate-code") {
-		return
-	}
-	p, err := s.operationParams(c)
-	if err != nil {
-		s.fail(c, err)
+	p, ok := s.operationInput(c, "ValueSet", "validate-code")
+	if !ok {
 		return
 	}
 	u, err := s.valueSetURL(c, p)
@@ -342,12 +348,8 @@ func canonicalURL(u string) string {
 
 // lookupOp answers CodeSystem $lookup.
 func (s *Server) lookupOp(c *gin.Context) {
-	if !s.operationType(c, "CodeSystem", "lookup") {
-		return
-	}
-	p, err := s.operationParams(c)
-	if err != nil {
-		s.fail(c, err)
+	p, ok := s.operationInput(c, "CodeSystem", "lookup")
+	if !ok {
 		return
 	}
 	system, code := p.coding("coding", "code")
@@ -370,12 +372,8 @@ func (s *Server) lookupOp(c *gin.Context) {
 
 // subsumesOp answers CodeSystem $subsumes.
 func (s *Server) subsumesOp(c *gin.Context) {
-	if !s.operationType(c, "CodeSystem", "subsumes") {
-		return
-	}
-	p, err := s.operationParams(c)
-	if err != nil {
-		s.fail(c, err)
+	p, ok := s.operationInput(c, "CodeSystem", "subsumes")
+	if !ok {
 		return
 	}
 	sysA, a := p.coding("codingA", "codeA")
