@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
 )
@@ -255,19 +254,8 @@ func (s *Store) fetch(ctx context.Context, rd *reader, hs []hit) ([]*fhir.Resour
 	if err != nil {
 		return nil, fmt.Errorf("search include: %w", err)
 	}
-	defer rows.Close()
-	var out []*fhir.Resource
-	for rows.Next() {
-		r := &fhir.Resource{}
-		var lu int64
-		var method string
-		if err := rows.Scan(&r.Type, &r.ID, &r.VersionID, &r.Seq, &lu, &method, &r.JSON); err != nil {
-			return nil, fmt.Errorf("search include: %w", err)
-		}
-		r.LastUpdated, r.Method = time.UnixMilli(lu).UTC(), fhir.Method(method)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanVersions(rows)
+	if err != nil {
 		return nil, fmt.Errorf("search include: %w", err)
 	}
 	return out, nil

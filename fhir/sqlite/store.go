@@ -252,23 +252,12 @@ func (s *Store) History(ctx context.Context, q fhir.HistoryQuery) (*fhir.History
 		count = 20
 	}
 	args = append(args, count+1)
-	rows, err := s.rdb.QueryContext(ctx, `SELECT version, last_updated, method, body, seq, type, id FROM history WHERE `+where+` ORDER BY seq DESC LIMIT ?`, args...)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT type, id, version, seq, last_updated, method, body FROM history WHERE `+where+` ORDER BY seq DESC LIMIT ?`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
-	defer rows.Close()
 	page := &fhir.HistoryPage{}
-	for rows.Next() {
-		r := &fhir.Resource{}
-		var lu int64
-		var method string
-		if err := rows.Scan(&r.VersionID, &lu, &method, &r.JSON, &r.Seq, &r.Type, &r.ID); err != nil {
-			return nil, fmt.Errorf("history: %w", err)
-		}
-		r.LastUpdated, r.Method = time.UnixMilli(lu).UTC(), fhir.Method(method)
-		page.Versions = append(page.Versions, r)
-	}
-	if err := rows.Err(); err != nil {
+	if page.Versions, err = scanVersions(rows); err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
 	if len(page.Versions) > count {
@@ -276,6 +265,24 @@ func (s *Store) History(ctx context.Context, q fhir.HistoryQuery) (*fhir.History
 		page.Next = page.Versions[count-1].Seq
 	}
 	return page, nil
+}
+
+// scanVersions reads and closes rows of the columns type, id, version, seq,
+// last_updated, method, body (of history, or res joined with history).
+func scanVersions(rows *sql.Rows) ([]*fhir.Resource, error) {
+	defer rows.Close()
+	var out []*fhir.Resource
+	for rows.Next() {
+		r := &fhir.Resource{}
+		var lu int64
+		var method string
+		if err := rows.Scan(&r.Type, &r.ID, &r.VersionID, &r.Seq, &lu, &method, &r.JSON); err != nil {
+			return nil, err
+		}
+		r.LastUpdated, r.Method = time.UnixMilli(lu).UTC(), fhir.Method(method)
+		out = append(out, r)
+	}
+	return out, rows.Err()
 }
 
 func scanVersion(row *sql.Row, typ, id string) (*fhir.Resource, error) {

@@ -24,23 +24,12 @@ func (s *Store) Commits() <-chan struct{} { return s.commits }
 // Changes returns up to limit committed versions with Seq above after, in
 // Seq order, with their JSON (nil for a delete).
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]*fhir.Resource, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT seq, type, id, version, last_updated, method, body FROM history WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT type, id, version, seq, last_updated, method, body FROM history WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: changes: %w", err)
 	}
-	defer rows.Close()
-	var out []*fhir.Resource
-	for rows.Next() {
-		r := &fhir.Resource{}
-		var lu int64
-		var method string
-		if err := rows.Scan(&r.Seq, &r.Type, &r.ID, &r.VersionID, &lu, &method, &r.JSON); err != nil {
-			return nil, fmt.Errorf("sqlite: changes: %w", err)
-		}
-		r.LastUpdated, r.Method = time.UnixMilli(lu).UTC(), fhir.Method(method)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanVersions(rows)
+	if err != nil {
 		return nil, fmt.Errorf("sqlite: changes: %w", err)
 	}
 	return out, nil
