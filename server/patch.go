@@ -86,18 +86,9 @@ func (s *Server) patchResource(ctx context.Context, typ, id, contentType string,
 		if ifMatch != 0 && cur.VersionID != ifMatch {
 			return nil, fhir.VersionConflictf("If-Match names version %d but the current version is %s", ifMatch, cur.ETag())
 		}
-		out, err := fhir.ApplyPatch(cur.JSON, contentType, patch)
+		p, err := s.applyPatch(cur, contentType, patch)
 		if err != nil {
 			return nil, err
-		}
-		p, err := s.codec.Parse(out)
-		if err != nil {
-			return nil, fhir.InvalidPatchResult(err)
-		}
-		if typ == "SearchParameter" {
-			if err := s.checkSearchParameter(out); err != nil {
-				return nil, err
-			}
 		}
 		r, _, err := s.serviceFor(ctx).Update(ctx, typ, id, p, cur.VersionID)
 		switch {
@@ -109,6 +100,26 @@ func (s *Server) patchResource(ctx context.Context, typ, id, contentType string,
 			return nil, fhir.Errorf(fhir.IssueConflict, "the resource kept changing while the patch was being applied; send the patch again")
 		}
 	}
+}
+
+// applyPatch applies the patch (contentType as fhir.ApplyPatch takes it)
+// to cur and parses the result: 422 when the result is not a valid
+// resource, and a SearchParameter's result is checked as a PUT of it is.
+func (s *Server) applyPatch(cur *fhir.Resource, contentType string, patch []byte) (*fhir.Parsed, error) {
+	out, err := fhir.ApplyPatch(cur.JSON, contentType, patch)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.codec.Parse(out)
+	if err != nil {
+		return nil, fhir.InvalidPatchResult(err)
+	}
+	if cur.Type == "SearchParameter" {
+		if err := s.checkSearchParameter(out); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
 }
 
 // jsonPatchBody reports a JSON Patch body sent with PATCH, which the

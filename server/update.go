@@ -104,20 +104,7 @@ func (s *Server) conditionalPatch(c *gin.Context) {
 		return
 	}
 	r, err := s.serviceFor(c.Request.Context()).ConditionalPatch(c.Request.Context(), typ, c.Request.URL.RawQuery, s.baseURL(c), ifMatch, func(cur *fhir.Resource) (*fhir.Parsed, error) {
-		out, err := fhir.ApplyPatch(cur.JSON, ct, body)
-		if err != nil {
-			return nil, err
-		}
-		p, err := s.codec.Parse(out)
-		if err != nil {
-			return nil, fhir.InvalidPatchResult(err)
-		}
-		if typ == "SearchParameter" {
-			if err := s.checkSearchParameter(out); err != nil {
-				return nil, err
-			}
-		}
-		return p, nil
+		return s.applyPatch(cur, ct, body)
 	})
 	if err != nil {
 		s.fail(c, err)
