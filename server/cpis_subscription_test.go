@@ -1,19 +1,14 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/cpis-fhir/cpis/fhir"
-	"github.com/cpis-fhir/cpis/server/subscription"
 )
 
 // TestCPIS_NotificationReachesCouncilSubscription: the whole path of
@@ -37,18 +32,7 @@ func TestCPIS_NotificationReachesCouncilSubscription(t *testing.T) {
 		mu.Unlock()
 	}))
 	defer rc.Close()
-	codec, err := fhir.NewCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := subscription.New(subscription.Config{Store: ts.Store, Queue: ts.Store, Codec: codec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); eng.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	startEngine(t, ts)
 
 	subscribe := func(tok, ods, path string) string {
 		sub := fmt.Sprintf(`{"resourceType":"Subscription","meta":{"tag":[{"system":%q,"code":%q}]},"status":"requested","reason":"CP-IS notifications",

@@ -27,18 +27,7 @@ func TestSubscription_CouncilEndToEnd(t *testing.T) {
 	var got atomic.Int64
 	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
 	defer rc.Close()
-	codec, err := fhir.NewCodec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	eng, err := subscription.New(subscription.Config{Store: ts.Store, Queue: ts.Store, Codec: codec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); eng.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	startEngine(t, ts)
 
 	const ods = "https://fhir.nhs.uk/Id/ods-organization-code"
 	la1 := ts.TokenFor(t, smart.AccessToken{Role: smart.RoleLA, ODS: "LA1", Subject: "la1", ClientID: "la1"})
@@ -129,4 +118,22 @@ func TestSubscription_TopicsInCapabilityStatement(t *testing.T) {
 			t.Errorf("GET metadata: no operation %s", op)
 		}
 	}
+}
+
+// startEngine runs a subscription engine on the test server's store until
+// the test ends.
+func startEngine(t *testing.T, ts *testServer) {
+	t.Helper()
+	codec, err := fhir.NewCodec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := subscription.New(subscription.Config{Store: ts.Store, Queue: ts.Store, Codec: codec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); eng.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
