@@ -150,3 +150,18 @@ type IndexPart struct {
 // server started on a data folder indexed under another version rebuilds
 // the index before it serves (cpis reindex does it by hand).
 const IndexVersion = "2"
+
+// HasToken reports whether x has a token row of param equal to one of the
+// search values vs, as the stores compare them: the code when one is
+// given, the system when one is given (system| alone: any code of that
+// system; a value with neither matches any row of param).
+func (x *Index) HasToken(param string, vs []Value) bool {
+	for _, v := range vs {
+		for _, t := range x.Tokens {
+			if t.Param == param && (!v.HasSystem || t.System == v.System) && (v.Code == "" || t.Code == v.Code) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -181,20 +181,9 @@ func matches(f *fhir.Filter, id string, idx *fhir.Index) bool {
 }
 
 func tokenMatch(idx *fhir.Index, param string, vs []fhir.Value) bool {
-	for _, v := range vs {
-		for _, t := range idx.Tokens {
-			if t.Param != param {
-				continue
-			}
-			if v.HasSystem && t.System != v.System {
-				continue
-			}
-			if v.Code != "" && t.Code != v.Code {
-				continue
-			}
-			if v.Code == "" && !v.HasSystem {
-				continue
-			}
+	// A value naming neither system nor code pins nothing.
+	for i, v := range vs {
+		if (v.Code != "" || v.HasSystem) && idx.HasToken(param, vs[i:i+1]) {
 			return true
 		}
 	}

@@ -40,21 +40,7 @@ func tokenMatch(f *fhir.Filter, idx *fhir.Index) bool {
 	if f.Param.Type == fhir.SearchParamReference {
 		param += ":identifier"
 	}
-	for _, v := range f.Values {
-		for _, t := range idx.Tokens {
-			if t.Param != param {
-				continue
-			}
-			if v.HasSystem && t.System != v.System {
-				continue
-			}
-			if v.Code != "" && t.Code != v.Code {
-				continue
-			}
-			return true
-		}
-	}
-	return false
+	return idx.HasToken(param, f.Values)
 }
 
 // compile sets s.simple (the filters tokenMatch decides) and s.exact
