@@ -291,11 +291,12 @@ func (p *cpisProcess) wait() error {
 	return p.err
 }
 
-// startCPIS starts bin serve on 127.0.0.1:0 over dir, reads the address it
-// prints and waits for /readyz. The process is killed when the test ends.
-func startCPIS(t *testing.T, bin, dir string) *cpisProcess {
+// startCPIS starts bin serve on 127.0.0.1:0 over dir with the flags args,
+// reads the address it prints and waits for /readyz. The process is killed
+// when the test ends.
+func startCPIS(t *testing.T, bin, dir string, args ...string) *cpisProcess {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-level", "warn")
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-level", "warn"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -187,6 +187,10 @@ type Main struct {
 	// SubscriptionHorizon and SubscriptionBackoff are the subscription
 	// engine's retry horizon and first retry wait (subscription.Config).
 	SubscriptionHorizon, SubscriptionBackoff time.Duration
+	// RedisURL, when set, is the Redis database (redis://HOST:PORT/DB)
+	// through which the server processes of one store share the
+	// subscription engine's work (subscription.Config.Bus).
+	RedisURL string
 
 	Stdout, Stderr io.Writer
 
@@ -222,6 +226,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.DurationVar(&m.SubscriptionHorizon, "subscription-horizon", 72*time.Hour, "how long a subscription notification is retried before the Subscription goes to status error")
 	fs.DurationVar(&m.SubscriptionBackoff, "subscription-backoff", time.Second, "first wait before retrying a failed notification (doubling, with jitter, up to 5m)")
+	fs.StringVar(&m.RedisURL, "redis-url", "", "Redis database, such as redis://127.0.0.1:6379/0, through which several server processes of one data folder share subscription delivery (default: none, this process alone)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	fs.IntVar(&m.RetentionDays, "retention", 365, "days ended CP-IS records stay visible before they leave searches (they stay in the history)")
 	return fs.Parse(args)
@@ -244,6 +249,18 @@ func (m *Main) Run(ctx context.Context) error {
 
 	if err := os.MkdirAll(m.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data folder: %w", err)
+	}
+	lock, err := lockData(m.DataDir, m.RedisURL != "")
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	bus, err := openBus(ctx, m.RedisURL, logger, m.Stderr)
+	if err != nil {
+		return err
+	}
+	if bus != nil {
+		defer bus.Close()
 	}
 	store, err := sqlite.Open(filepath.Join(m.DataDir, "cpis.db"), sqlite.Config{})
 	if err != nil {
@@ -306,7 +323,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("--auth %q: want on or off", m.Auth)
 	}
 	engine, err := subscription.New(subscription.Config{Store: store, Queue: store, Codec: codec, Registry: registry,
-		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff})
+		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff, Bus: bus})
 	if err != nil {
 		return err
 	}

@@ -294,6 +294,9 @@ type pidCache struct {
 	m       map[paramKey]int64
 	missing map[paramKey]uint64
 	gen     atomic.Uint64
+	// fresh moves gen on when another process committed since the last
+	// look (Store.catchUp), so that its keys are found too.
+	fresh func(context.Context) error
 }
 
 func (c *pidCache) init(db *sql.DB) {
@@ -313,7 +316,12 @@ func (c *pidCache) get(ctx context.Context, stmts *stmtCache, typ, code string) 
 		return id, nil
 	}
 	if missed && missedIn == gen {
-		return 0, nil
+		if err := c.fresh(ctx); err != nil {
+			return 0, err
+		}
+		if c.gen.Load() == gen {
+			return 0, nil
+		}
 	}
 	st, err := stmts.get(ctx, `SELECT pid FROM search_param WHERE type = ? AND code = ?`)
 	if err != nil {

@@ -60,7 +60,7 @@ func (s *Store) search(ctx context.Context, rd *reader, q *fhir.Search, cursor f
 	if err != nil {
 		return nil, err
 	}
-	if s.ids.absent(q) {
+	if s.ids.absent(q) && s.stillAbsent(ctx, q) {
 		// An identifier that no resource carries: nothing can match.
 		if cursor != nil {
 			if _, err := decodeCursor(cursor, len(p.keys)); err != nil {

@@ -50,6 +50,9 @@ type Store struct {
 	pids  pidCache           // search parameter keys as readers see them
 	wpids map[paramKey]int64 // search parameter keys as the writer sees them, owned by the writer
 	ids   *idSet             // identifier values in the index, for lookups that cannot match
+	watch watch              // other connections' commits as readers see them (foreign.go)
+
+	wversion int64 // data_version of the writer's connection after its last commit (foreign.go)
 
 	mu     sync.RWMutex // guards closed against Write's send on reqs
 	closed bool
@@ -114,6 +117,15 @@ func Open(path string, cfg Config) (*Store, error) {
 	if err := s.prepare(ctx); err != nil {
 		s.closeDBs()
 		return nil, err
+	}
+	s.pids.fresh = s.catchUp
+	if err := s.openWatch(ctx); err != nil {
+		s.closeDBs()
+		return nil, err
+	}
+	if err := s.conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&s.wversion); err != nil {
+		s.closeDBs()
+		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	if err := s.ids.load(ctx, s); err != nil {
 		s.closeDBs()
@@ -357,6 +369,9 @@ func (s *Store) closeDBs() error {
 	}
 	if s.conn != nil {
 		errs = append(errs, s.conn.Close())
+	}
+	if s.watch.conn != nil {
+		errs = append(errs, s.watch.conn.Close())
 	}
 	if s.rdb != nil {
 		errs = append(errs, s.rdb.Close())

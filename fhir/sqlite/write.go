@@ -94,6 +94,11 @@ func (s *Store) commit(batch []*writeReq) {
 		fail(fmt.Errorf("sqlite: begin: %w", err))
 		return
 	}
+	if err := s.writerCatchUp(ctx); err != nil {
+		s.conn.ExecContext(ctx, "ROLLBACK")
+		fail(err)
+		return
+	}
 	now := s.cfg.Now().UTC().Truncate(time.Millisecond)
 	if now.Before(s.last) {
 		now = s.last

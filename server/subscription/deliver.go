@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
@@ -63,6 +64,9 @@ func errText(err error) string {
 type worker struct {
 	wake   chan struct{}
 	cancel context.CancelFunc
+
+	mu      sync.Mutex
+	entries []entry // bus entries waking it, acknowledged once delivered (shared.go)
 }
 
 func (w *worker) poke() {
@@ -91,33 +95,41 @@ func (e *Engine) current(id string) *spec {
 	return e.subs[id]
 }
 
+// work delivers subscription id's notifications in order until ctx ends.
+// A shared engine's worker delivers only while it holds the
+// subscription's lease (own), and gives it up when the queue is drained.
 func (e *Engine) work(ctx context.Context, id string, w *worker) {
 	e.mu.Lock()
 	delivered := e.delivered[id]
 	e.mu.Unlock()
-	if s := e.current(id); s != nil && s.topic != nil && s.status == StatusRequested {
-		if !e.handshake(ctx, s) {
-			return
-		}
+	held := e.cfg.Bus == nil
+	if held && !e.greet(ctx, id, held) {
+		return
 	}
 	for ctx.Err() == nil {
+		if !held {
+			if held, delivered = e.own(ctx, id, w, delivered); !held {
+				e.idle(ctx, w, nil)
+				continue
+			}
+			if !e.greet(ctx, id, held) {
+				return
+			}
+		}
 		ns, err := e.cfg.Queue.Events(ctx, id, delivered, 64)
 		if err != nil {
 			e.retryLater(ctx, "read events", err)
 			continue
 		}
 		if len(ns) == 0 {
-			var beat <-chan time.Time
 			s := e.current(id)
-			if s != nil && s.heartbeat > 0 {
-				beat = time.After(s.heartbeat)
+			if e.cfg.Bus != nil && (s == nil || s.heartbeat == 0) {
+				held = false
+				if e.letGo(ctx, id, w, delivered) {
+					continue // more came meanwhile
+				}
 			}
-			select {
-			case <-ctx.Done():
-			case <-w.wake:
-			case <-beat:
-				e.heartbeat(ctx, s, delivered)
-			}
+			e.idle(ctx, w, s)
 			continue
 		}
 		for _, n := range ns {
@@ -126,6 +138,10 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 				return
 			}
 			if err := e.deliver(ctx, s, n, w.wake); err != nil {
+				if errors.Is(err, errLeaseLost) {
+					held = false
+					break
+				}
 				if ctx.Err() == nil {
 					e.log.Warn("subscription: delivery given up", "subscription", id, "event", n.Number, "error", err)
 					e.setStatus(context.WithoutCancel(ctx), id, StatusError, err.Error())
@@ -137,7 +153,40 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 			e.delivered[id] = delivered
 			e.mu.Unlock()
 			e.acks <- ack{id, delivered}
+			w.done(ctx, e, delivered)
 		}
+	}
+}
+
+// greet makes the handshake of a requested topic-based Subscription (once
+// its worker holds the lease); false when it failed.
+func (e *Engine) greet(ctx context.Context, id string, held bool) bool {
+	s := e.current(id)
+	if !held || s == nil || s.topic == nil || s.status != StatusRequested {
+		return true
+	}
+	if e.cfg.Bus != nil {
+		if st, err := e.cfg.Queue.SubscriptionState(ctx, id); err == nil && st.Status == StatusActive {
+			return true // another process made it
+		}
+	}
+	return e.handshake(ctx, s)
+}
+
+// idle waits for a wake-up, or s's heartbeat period (then sends one).
+func (e *Engine) idle(ctx context.Context, w *worker, s *spec) {
+	var beat <-chan time.Time
+	if s != nil && s.heartbeat > 0 {
+		beat = time.After(s.heartbeat)
+	}
+	select {
+	case <-ctx.Done():
+	case <-w.wake:
+	case <-beat:
+		e.mu.Lock()
+		delivered := e.delivered[s.id]
+		e.mu.Unlock()
+		e.heartbeat(ctx, s, delivered)
 	}
 }
 
@@ -151,6 +200,9 @@ func (e *Engine) deliver(ctx context.Context, s *spec, n fhir.Notification, wake
 	}
 	var first time.Time
 	for attempt := 0; ; attempt++ {
+		if !e.holds(s.id) {
+			return errLeaseLost
+		}
 		err := e.send(ctx, s, n)
 		if err == nil || errors.Is(err, errWithheld) {
 			return nil

@@ -42,6 +42,18 @@ type Queue interface {
 	SetSubscriptionState(ctx context.Context, sub, status, reason string) error
 	// SubscriptionStates returns the state of every subscription.
 	SubscriptionStates(ctx context.Context) ([]fhir.SubscriptionState, error)
+	// SubscriptionState returns the state of one.
+	SubscriptionState(ctx context.Context, sub string) (fhir.SubscriptionState, error)
+
+	// The leases of processes sharing the store (shared.go): TakeLease
+	// gives name to owner for ttl when free, lapsed or owner's; RenewLeases
+	// extends owner's and names them; ReleaseLease gives one up; Unowned
+	// names the subscriptions with undelivered notifications whose lease
+	// prefix+id nobody holds.
+	TakeLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error)
+	RenewLeases(ctx context.Context, owner string, ttl time.Duration) ([]string, error)
+	ReleaseLease(ctx context.Context, name, owner string) error
+	Unowned(ctx context.Context, prefix string) ([]string, error)
 }
 
 // Config configures an Engine. Store, Queue and Codec are required.
@@ -71,6 +83,15 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// Batch is the most changes matched at a time; zero means 256.
 	Batch int
+	// Bus, when set, shares the engine with the other server processes of
+	// the store (shared.go): one process at a time matches and one at a
+	// time delivers each subscription, under leases kept in the store;
+	// the bus carries the work and the wake-ups, and websocket pings to
+	// clients of any process. Nil: the engine is alone on its store.
+	Bus fhir.Bus
+	// LeaseTTL is how long a lease outlives its process's last renewal;
+	// zero means 5 s.
+	LeaseTTL time.Duration
 }
 
 // Engine matches committed changes to Subscriptions and delivers the
@@ -97,9 +118,14 @@ type Engine struct {
 		other  []*spec              // subscriptions that see every change
 	}
 
+	seen map[string]int64 // the latest version of each Subscription taken in (under mu)
+
 	acks  chan ack
 	wg    sync.WaitGroup
 	socks sockets // websocket clients (socket.go)
+
+	wakeMatch chan struct{} // pokes the matcher: a commit of any process
+	share     share         // leases and bus of a shared engine (shared.go)
 }
 
 type ack struct {
@@ -139,6 +165,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Batch <= 0 {
 		cfg.Batch = 256
 	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 5 * time.Second
+	}
 	return &Engine{
 		cfg:       cfg,
 		svc:       &fhir.Service{Store: cfg.Store, Codec: cfg.Codec, Indexer: fhir.NewIndexer(cfg.Registry), Registry: cfg.Registry},
@@ -147,7 +176,10 @@ func New(cfg Config) (*Engine, error) {
 		subs:      map[string]*spec{},
 		workers:   map[string]*worker{},
 		delivered: map[string]int64{},
+		seen:      map[string]int64{},
 		acks:      make(chan ack, 1024),
+		wakeMatch: make(chan struct{}, 1),
+		share:     newShare(),
 	}, nil
 }
 
@@ -182,10 +214,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}
 	e.mu.Unlock()
+	e.background(ctx)
 	e.match(ctx, cursor)
 	e.wg.Wait()
 	stopAcks()
 	<-ackDone
+	e.releaseAll(context.WithoutCancel(ctx))
 	return ctx.Err()
 }
 
@@ -209,6 +243,7 @@ func (e *Engine) load(ctx context.Context, cursor int64) error {
 				continue
 			}
 			s.since = cursor
+			e.seen[s.id] = r.VersionID
 			if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
 				s.invalid = "the criteria cannot be evaluated: " + errText(err)
 			} else {
@@ -230,16 +265,22 @@ func (e *Engine) load(ctx context.Context, cursor int64) error {
 // and otherwise at most once a second and whenever the outbox is drained:
 // a batch without either costs the writer nothing, and matching it again
 // after a crash gives no notification again.
+//
+// A shared engine matches only while it leads (holds the lease "match");
+// otherwise, and for the changes another process matched (up to followTo),
+// it only follows the Subscriptions' changes, which its workers need.
 func (e *Engine) match(ctx context.Context, cursor int64) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	stored, storedAt := cursor, time.Now()
+	followTo, led := int64(0), true
 	persist := func(to int64, ns []fhir.Notification) ([]fhir.Notification, bool) {
 		ns, err := e.cfg.Queue.Enqueue(ctx, stored, to, ns)
 		if err != nil {
 			e.retryLater(ctx, "enqueue", err)
 			if c, err := e.cfg.Queue.MatchCursor(ctx); err == nil {
-				cursor, stored = c, c
+				// Another matcher moved it: what it matched is followed.
+				stored, followTo = c, c
 			}
 			return nil, false
 		}
@@ -247,26 +288,44 @@ func (e *Engine) match(ctx context.Context, cursor int64) {
 		return ns, true
 	}
 	for ctx.Err() == nil {
+		lead := e.leading()
+		if lead && !led { // took over: match on from the stored cursor
+			if c, err := e.cfg.Queue.MatchCursor(ctx); err == nil {
+				stored, followTo, cursor = c, c, min(cursor, c)
+			}
+		}
+		led = lead
 		changes, err := e.cfg.Queue.Changes(ctx, cursor, e.cfg.Batch)
 		if err != nil {
 			e.retryLater(ctx, "read changes", err)
 			continue
 		}
 		if len(changes) == 0 {
-			if stored != cursor {
+			if lead && cursor > stored {
 				persist(cursor, nil)
 				continue
 			}
-			e.endExpired(ctx)
+			if lead {
+				e.endExpired(ctx)
+			}
 			select {
 			case <-ctx.Done():
-			case <-e.cfg.Queue.Commits():
+			case <-e.wakeMatch:
 			case <-tick.C:
 			}
 			continue
 		}
-		ns, lifecycle := e.matchBatch(ctx, changes)
 		last := changes[len(changes)-1].Seq
+		if !lead {
+			followTo = last
+		}
+		i := sort.Search(len(changes), func(i int) bool { return changes[i].Seq > followTo })
+		e.follow(ctx, changes[:i])
+		if changes = changes[i:]; len(changes) == 0 {
+			cursor = last
+			continue
+		}
+		ns, lifecycle := e.matchBatch(ctx, changes)
 		subChanged := false
 		for _, c := range changes {
 			subChanged = subChanged || c.Type == "Subscription"
@@ -279,15 +338,19 @@ func (e *Engine) match(ctx context.Context, cursor int64) {
 		if !ok {
 			continue
 		}
-		e.mu.Lock()
-		for _, n := range ns {
-			if w := e.workers[n.Subscription]; w != nil {
-				w.poke()
-			}
-		}
-		e.mu.Unlock()
+		e.announce(ctx, ns)
 		for _, s := range lifecycle {
 			e.activate(ctx, s)
+		}
+	}
+}
+
+// follow takes in the Subscription changes of changes another process
+// matches.
+func (e *Engine) follow(ctx context.Context, changes []*fhir.Resource) {
+	for _, c := range changes {
+		if c.Type == "Subscription" {
+			e.subscriptionChanged(ctx, c)
 		}
 	}
 }
@@ -589,6 +652,10 @@ func (e *Engine) search(ctx context.Context, s *spec, ids []string) (map[string]
 func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spec {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if r.VersionID <= e.seen[r.ID] {
+		return nil // taken in already (followed, then matched)
+	}
+	e.seen[r.ID] = r.VersionID
 	old := e.subs[r.ID]
 	var s *spec
 	if !r.Deleted() {

@@ -5,6 +5,7 @@ package subscription
 // notification. See https://hl7.org/fhir/R4/subscription.html#2.46.7.2.
 
 import (
+	"context"
 	"errors"
 	"sync"
 )
@@ -31,27 +32,52 @@ func (e *Engine) Bind(id string) (msgs <-chan string, unbind func()) {
 		e.socks.bound[id] = map[chan string]struct{}{}
 	}
 	e.socks.bound[id][ch] = struct{}{}
+	first := len(e.socks.bound[id]) == 1
 	e.socks.mu.Unlock()
-	e.mu.Lock()
-	if w := e.workers[id]; w != nil {
-		w.poke() // notifications waiting for a client go now
+	ctx := context.Background()
+	if e.cfg.Bus != nil {
+		// The process delivering the subscription may be another: its pings
+		// come through the bus, and it retries at once.
+		if first {
+			e.busFailed(e.cfg.Bus.Listen(ctx, socketChannels+id))
+		}
+		e.publish(ctx, wakeChannel, id)
 	}
-	e.mu.Unlock()
+	e.poke(id) // notifications waiting for a client go now
 	return ch, func() {
 		e.socks.mu.Lock()
 		delete(e.socks.bound[id], ch)
-		if len(e.socks.bound[id]) == 0 {
+		last := len(e.socks.bound[id]) == 0
+		if last {
 			delete(e.socks.bound, id)
 		}
 		e.socks.mu.Unlock()
+		if last && e.cfg.Bus != nil {
+			e.busFailed(e.cfg.Bus.Leave(ctx, socketChannels+id))
+		}
 	}
 }
 
 var errNoSocket = errors.New("no websocket client is bound to the subscription")
 
-// ping sends "ping <id>" to the clients bound to id; an error when none
-// took it.
+// ping sends "ping <id>" to the clients bound to id, at every process when
+// shared; an error when none took it (shared: no process has one bound).
 func (e *Engine) ping(id string) error {
+	if e.cfg.Bus != nil {
+		n, err := e.cfg.Bus.Publish(context.Background(), socketChannels+id, "ping "+id)
+		if !e.busFailed(err) {
+			if n == 0 {
+				return errNoSocket
+			}
+			return nil
+		}
+	}
+	return e.pingLocal(id)
+}
+
+// pingLocal sends "ping <id>" to the clients bound to id at this process;
+// an error when none took it.
+func (e *Engine) pingLocal(id string) error {
 	e.socks.mu.Lock()
 	defer e.socks.mu.Unlock()
 	sent := false

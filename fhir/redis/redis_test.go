@@ -1,0 +1,143 @@
+package redis_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/cpis-fhir/cpis/fhir/redis"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+const addr = "127.0.0.1:6379"
+
+// open returns a Bus on the Redis at addr with a prefix of its own; the
+// test is skipped when Redis does not answer, and fails then under CI.
+func open(t *testing.T) (*redis.Bus, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI: no Redis at %s: %v", addr, err)
+		}
+		t.Skipf("no Redis at %s: not testing the Redis bus (%v)", addr, err)
+	}
+	c.Close()
+	prefix := fmt.Sprintf("cpis-test-%d-%d:", os.Getpid(), time.Now().UnixNano())
+	b, err := redis.Open("redis://"+addr+"/0", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		raw := goredis.NewClient(&goredis.Options{Addr: addr})
+		raw.Del(context.Background(), prefix+"s")
+		raw.Close()
+		b.Close()
+	})
+	return b, prefix
+}
+
+// TestBus_StreamGroupClaimAck: an entry goes to one consumer of the group;
+// unacknowledged, another consumer claims it; acknowledged, nobody does; a
+// stream lost (deleted, as by a flush) is made again by the next read.
+func TestBus_StreamGroupClaimAck(t *testing.T) {
+	b, prefix := open(t)
+	ctx := context.Background()
+	if ens, err := b.Read(ctx, "s", "g", "a", 10, 10*time.Millisecond); err != nil || len(ens) != 0 {
+		t.Fatalf("Read of an empty stream: %v %v, want none", ens, err)
+	}
+	if err := b.Add(ctx, "s", map[string]string{"sub": "x", "num": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	ens, err := b.Read(ctx, "s", "g", "a", 10, time.Second)
+	if err != nil || len(ens) != 1 || ens[0].Values["sub"] != "x" || ens[0].Values["num"] != "1" {
+		t.Fatalf("Read by a: %v %v, want the entry sub=x num=1", ens, err)
+	}
+	if again, err := b.Read(ctx, "s", "g", "b", 10, 10*time.Millisecond); err != nil || len(again) != 0 {
+		t.Fatalf("Read by b: %v %v, want none (a has it)", again, err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	claimed, err := b.Claim(ctx, "s", "g", "b", time.Millisecond, 10)
+	if err != nil || len(claimed) != 1 || claimed[0].ID != ens[0].ID {
+		t.Fatalf("Claim by b: %v %v, want a's entry %s", claimed, err, ens[0].ID)
+	}
+	if err := b.Ack(ctx, "s", "g", claimed[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Millisecond)
+	if claimed, err := b.Claim(ctx, "s", "g", "a", time.Millisecond, 10); err != nil || len(claimed) != 0 {
+		t.Fatalf("Claim after Ack: %v %v, want none", claimed, err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: addr})
+	defer raw.Close()
+	raw.Del(ctx, prefix+"s")
+	if _, err := b.Read(ctx, "s", "g", "a", 10, 10*time.Millisecond); err == nil {
+		t.Log("first Read after the stream was lost succeeded")
+	}
+	if err := b.Add(ctx, "s", map[string]string{"sub": "y"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ens, err := b.Read(ctx, "s", "g", "a", 10, 10*time.Millisecond)
+		if err == nil && len(ens) == 1 && ens[0].Values["sub"] == "y" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Read after the stream was lost and added to: %v %v, want the new entry", ens, err)
+		}
+		b.Add(ctx, "s", map[string]string{"sub": "y"}) // the first Add may precede the group's new start
+	}
+}
+
+// TestBus_PublishListen: a message reaches a bus listening to its channel
+// (with its name as given, without the prefix), and Publish counts the
+// listeners; after Leave it counts none.
+func TestBus_PublishListen(t *testing.T) {
+	b, _ := open(t)
+	ctx := context.Background()
+	if err := b.Listen(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		n, err := b.Publish(ctx, "c", "hello")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Publish to a listened channel: %d listeners, want 1", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case m := <-b.Messages():
+		if m.Channel != "c" || m.Payload != "hello" {
+			t.Errorf("message %+v, want channel c payload hello", m)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no message within 5s")
+	}
+	if err := b.Leave(ctx, "c"); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, err := b.Publish(ctx, "c", "bye")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Publish after Leave: %d listeners, want 0", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
