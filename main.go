@@ -262,7 +262,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if bus != nil {
 		defer bus.Close()
 	}
-	store, err := sqlite.Open(filepath.Join(m.DataDir, "cpis.db"), sqlite.Config{})
+	store, err := sqlite.Open(filepath.Join(m.DataDir, "cpis.db"), sqlite.Config{Shared: bus != nil})
 	if err != nil {
 		return err
 	}

@@ -8,8 +8,8 @@ package sqlite
 // the readers' missing parameter keys) would go stale. PRAGMA data_version
 // tells, on a connection, whether another connection committed since it
 // last asked (https://sqlite.org/pragma.html#pragma_data_version): the
-// writer asks at the start of each commit, under the write lock, and the
-// readers ask before trusting a miss.
+// writer asks at the start of each commit, under the write lock, and, in a
+// Shared store, the readers ask before trusting a miss.
 
 import (
 	"context"
@@ -56,6 +56,9 @@ func (s *Store) openWatch(ctx context.Context) error {
 // makes the readers look again for the parameter keys they missed. It
 // returns an error only when the database cannot be read.
 func (s *Store) catchUp(ctx context.Context) error {
+	if !s.cfg.Shared {
+		return nil
+	}
 	w := &s.watch
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -128,6 +131,9 @@ func (s *Store) writerCatchUp(ctx context.Context) error {
 // process's). When the database cannot be read it says no, and the search
 // runs.
 func (s *Store) stillAbsent(ctx context.Context, q *fhir.Search) bool {
+	if !s.cfg.Shared {
+		return true
+	}
 	if s.catchUp(ctx) != nil {
 		return false
 	}

@@ -10,13 +10,13 @@ import (
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 )
 
-// openTwice opens two Stores on one database file, as two server processes
-// sharing a data folder do.
+// openTwice opens two Shared Stores on one database file, as two server
+// processes sharing a data folder do.
 func openTwice(t *testing.T) (a, b *sqlite.Store, path string) {
 	t.Helper()
 	path = filepath.Join(t.TempDir(), "cpis.db")
 	for _, s := range []**sqlite.Store{&a, &b} {
-		st, err := sqlite.Open(path, sqlite.Config{})
+		st, err := sqlite.Open(path, sqlite.Config{Shared: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,5 +85,33 @@ func TestForeignCommits_AuditChainHolds(t *testing.T) {
 	b.Close()
 	if rep := verify(t, path); rep.Break != nil || rep.Rows != 10 {
 		t.Fatalf("VerifyAudit after 10 records from two stores in turn: %+v, break %+v; want 10 rows and no break", rep, rep.Break)
+	}
+}
+
+// BenchmarkSearch_IdentifierMiss is a lookup by an NHS number no resource
+// carries, answered by the identifier set: alone, and Shared (after the
+// check for other processes' commits, one PRAGMA data_version on the watch
+// connection).
+func BenchmarkSearch_IdentifierMiss(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		cfg  sqlite.Config
+	}{{"alone", sqlite.Config{}}, {"shared", sqlite.Config{Shared: true}}} {
+		b.Run(c.name, func(b *testing.B) {
+			s, err := sqlite.Open(filepath.Join(b.TempDir(), "cpis.db"), c.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if err := putPatient(b, s, "a", "9990000018", false); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if n := len(byNHS(b, s, "9990000026", fhir.TotalDefault).Matches); n != 0 {
+					b.Fatalf("unknown number: %d matches", n)
+				}
+			}
+		})
 	}
 }

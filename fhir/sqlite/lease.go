@@ -13,11 +13,18 @@ import (
 )
 
 // TakeLease gives the lease name to owner for ttl when it is free, lapsed
-// or owner's already, and reports whether owner holds it now.
+// or owner's already, and reports whether owner holds it now. A lease
+// another owner holds is refused without a write.
 func (s *Store) TakeLease(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
 	now := time.Now()
+	var holder string
+	var until int64
+	err := s.rdb.QueryRowContext(ctx, `SELECT owner, until FROM sub_lease WHERE name = ?`, name).Scan(&holder, &until)
+	if err == nil && holder != owner && until >= now.UnixMilli() {
+		return false, nil
+	}
 	var took bool
-	err := s.Write(ctx, func(ftx fhir.Tx) error {
+	err = s.Write(ctx, func(ftx fhir.Tx) error {
 		t := ftx.(*tx)
 		res, err := s.conn.ExecContext(t.ctx, `INSERT INTO sub_lease (name, owner, until) VALUES (?, ?, ?)
 			ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until

@@ -30,6 +30,12 @@ type Config struct {
 	// Readers is the size of the read connection pool; zero means
 	// 4*GOMAXPROCS.
 	Readers int
+	// Shared says that other processes write the file too (cpis serve
+	// with --redis-url): before a search trusts the identifier set or a
+	// missing parameter key, it checks for their commits (foreign.go), a
+	// few microseconds per lookup miss. The writer always checks, at each
+	// commit.
+	Shared bool
 }
 
 // Store is a fhir.Store in one SQLite database file. It is safe for

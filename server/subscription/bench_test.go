@@ -26,10 +26,12 @@ import (
 // load. Cases: "communication", a criteria Subscription for one council's
 // Communications (full resource PUT); "flagged-encounter", the Backport
 // topic "Encounter for a flagged child" (id-only notification Bundles),
-// with 100 children of whom every Encounter's subject is flagged.
+// with 100 children of whom every Encounter's subject is flagged;
+// "communication-shared", the first with two engines sharing the store and
+// Redis (sharedPair), the writes going through both stores in turn.
 func BenchmarkDelivery_CommitToArrival(b *testing.B) {
 	const rate, seconds = 200, 2
-	for _, c := range []string{"communication", "flagged-encounter"} {
+	for _, c := range []string{"communication", "flagged-encounter", "communication-shared"} {
 		b.Run(c, func(b *testing.B) {
 			var mu sync.Mutex
 			arrived := map[string]time.Time{}
@@ -68,10 +70,16 @@ func BenchmarkDelivery_CommitToArrival(b *testing.B) {
 				mu.Unlock()
 			}))
 			defer rc.Close()
-			e := startB(b, subscription.Config{})
+			var e, other *env
+			if c == "communication-shared" {
+				e, other = sharedPair(b)
+			} else {
+				e = startB(b, subscription.Config{})
+				other = e
+			}
 			var sub *fhir.Resource
 			var body func(i int) string
-			if c == "communication" {
+			if c != "flagged-encounter" {
 				sub = e.create(b, subscriptionJSON("LA1", "Communication?recipient:identifier="+ods+"|LA1", rc.URL+"/fhir", `,"payload":"application/fhir+json"`))
 				body = func(int) string { return communicationJSON("LA1", "x") }
 			} else {
@@ -97,7 +105,11 @@ func BenchmarkDelivery_CommitToArrival(b *testing.B) {
 					wg.Add(1)
 					go func() {
 						defer wg.Done()
-						r := e.create(b, body(i))
+						w := e
+						if i%2 == 1 {
+							w = other
+						}
+						r := w.create(b, body(i))
 						at := time.Now()
 						key := "/fhir/" + r.Ref()
 						if c == "flagged-encounter" {

@@ -124,6 +124,9 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 		if len(ns) == 0 {
 			s := e.current(id)
 			if e.cfg.Bus != nil && (s == nil || s.heartbeat == 0) {
+				if e.linger(ctx, w) {
+					continue // woken while holding the lease
+				}
 				held = false
 				if e.letGo(ctx, id, w, delivered) {
 					continue // more came meanwhile

@@ -237,18 +237,12 @@ func (e *Engine) load(ctx context.Context, cursor int64) error {
 			return fmt.Errorf("subscription: load: %w", err)
 		}
 		for _, r := range page.Matches {
-			s, err := parseSpec(e.cfg.Codec, r)
-			if err != nil {
-				e.log.Warn("subscription: unreadable Subscription", "id", r.ID, "error", err)
+			s := e.takeIn(r)
+			if s == nil {
 				continue
 			}
 			s.since = cursor
 			e.seen[s.id] = r.VersionID
-			if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
-				s.invalid = "the criteria cannot be evaluated: " + errText(err)
-			} else {
-				s.compile(q)
-			}
 			if s.matching() {
 				e.subs[s.id] = s
 			}
@@ -652,25 +646,19 @@ func (e *Engine) search(ctx context.Context, s *spec, ids []string) (map[string]
 func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spec {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if r.VersionID <= e.seen[r.ID] {
-		return nil // taken in already (followed, then matched)
+	if seen := e.seen[r.ID]; r.VersionID < seen {
+		return nil // older than one taken in
+	} else if r.VersionID == seen {
+		// Taken in already (followed, or matched by a batch not stored):
+		// only its status may still be to set.
+		if s := e.takeIn(r); s != nil && statusDue(s) {
+			return s
+		}
+		return nil
 	}
 	e.seen[r.ID] = r.VersionID
 	old := e.subs[r.ID]
-	var s *spec
-	if !r.Deleted() {
-		var err error
-		if s, err = parseSpec(e.cfg.Codec, r); err != nil {
-			e.log.Warn("subscription: unreadable Subscription", "id", r.ID, "error", err)
-		}
-	}
-	if s != nil && s.invalid == "" {
-		if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
-			s.invalid = "the criteria cannot be evaluated: " + errText(err)
-		} else {
-			s.compile(q)
-		}
-	}
+	s := e.takeIn(r)
 	if s == nil || !s.matching() {
 		delete(e.subs, r.ID)
 		e.gen++
@@ -678,7 +666,7 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 			w.cancel()
 			delete(e.workers, r.ID)
 		}
-		if s != nil && s.invalid != "" && s.status != StatusError && s.status != StatusOff {
+		if s != nil && statusDue(s) {
 			return s
 		}
 		return nil
@@ -692,10 +680,41 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 	if e.workers[s.id] == nil {
 		e.startWorker(ctx, s)
 	}
-	if s.status == StatusRequested {
+	if statusDue(s) {
 		return s
 	}
 	return nil
+}
+
+// takeIn reads version r of a Subscription with its criteria compiled
+// (spec.invalid says why the engine cannot serve it); nil for a delete or
+// an unreadable one.
+func (e *Engine) takeIn(r *fhir.Resource) *spec {
+	if r.Deleted() {
+		return nil
+	}
+	s, err := parseSpec(e.cfg.Codec, r)
+	if err != nil {
+		e.log.Warn("subscription: unreadable Subscription", "id", r.ID, "error", err)
+		return nil
+	}
+	if s.invalid == "" {
+		if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
+			s.invalid = "the criteria cannot be evaluated: " + errText(err)
+		} else {
+			s.compile(q)
+		}
+	}
+	return s
+}
+
+// statusDue reports whether the engine must set s's status: active for a
+// requested one it serves, error for one it cannot serve.
+func statusDue(s *spec) bool {
+	if s.invalid != "" {
+		return s.status != StatusError && s.status != StatusOff
+	}
+	return s.matching() && s.status == StatusRequested
 }
 
 // activate sets the status a changed Subscription must get: active for a

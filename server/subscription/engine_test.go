@@ -69,6 +69,7 @@ type env struct {
 	store *sqlite.Store
 	svc   *fhir.Service
 	codec *fhir.Codec
+	eng   *subscription.Engine
 	stop  func()
 }
 
@@ -76,7 +77,13 @@ func start(t *testing.T, cfg subscription.Config) *env { return startB(t, cfg) }
 
 func startB(t testing.TB, cfg subscription.Config) *env {
 	t.Helper()
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "cpis.db"), sqlite.Config{})
+	return startAt(t, filepath.Join(t.TempDir(), "cpis.db"), sqlite.Config{}, cfg)
+}
+
+// startAt runs an engine with cfg on a store of the database file path.
+func startAt(t testing.TB, path string, scfg sqlite.Config, cfg subscription.Config) *env {
+	t.Helper()
+	store, err := sqlite.Open(path, scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +104,7 @@ func startB(t testing.TB, cfg subscription.Config) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); eng.Run(ctx) }()
-	e := &env{store: store, codec: codec, svc: &fhir.Service{Store: store, Codec: codec, Indexer: fhir.NewIndexer(reg), Registry: reg}}
+	e := &env{store: store, codec: codec, eng: eng, svc: &fhir.Service{Store: store, Codec: codec, Indexer: fhir.NewIndexer(reg), Registry: reg}}
 	var once sync.Once
 	e.stop = func() { once.Do(func() { cancel(); <-done }) }
 	t.Cleanup(func() { e.stop(); store.Close() })

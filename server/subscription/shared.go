@@ -143,6 +143,20 @@ func (e *Engine) own(ctx context.Context, id string, w *worker, delivered int64)
 	return true, delivered
 }
 
+// linger keeps a drained worker's lease for LeaseTTL/10, so that a steady
+// flow of notifications does not take and give up the lease for each one;
+// true when woken meanwhile (more may have come).
+func (e *Engine) linger(ctx context.Context, w *worker) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-w.wake:
+		return true
+	case <-time.After(e.cfg.LeaseTTL / 10):
+		return false
+	}
+}
+
 // letGo writes what the worker of id delivered and gives the lease up;
 // true when more notifications came meanwhile.
 func (e *Engine) letGo(ctx context.Context, id string, w *worker, delivered int64) bool {
@@ -225,15 +239,16 @@ func (e *Engine) publish(ctx context.Context, channel, msg string) {
 }
 
 // announce tells the workers of the subscriptions of ns, stored, that
-// they have work: through the bus when shared (its worker at a process
-// the bus chooses), else, or when the bus fails, the local ones.
+// they have work: the local one when alone or when it holds the lease,
+// else through the bus (its worker at a process the bus chooses), or the
+// local one when the bus fails.
 func (e *Engine) announce(ctx context.Context, ns []fhir.Notification) {
 	last := map[string]int64{}
 	for _, n := range ns {
 		last[n.Subscription] = max(last[n.Subscription], n.Number)
 	}
 	for sub, num := range last {
-		if e.cfg.Bus != nil && !e.busFailed(e.cfg.Bus.Add(ctx, busStream, map[string]string{"sub": sub, "num": strconv.FormatInt(num, 10)})) {
+		if e.cfg.Bus != nil && !e.holding(subLease+sub) && !e.busFailed(e.cfg.Bus.Add(ctx, busStream, map[string]string{"sub": sub, "num": strconv.FormatInt(num, 10)})) {
 			continue
 		}
 		e.poke(sub)
