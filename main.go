@@ -1,6 +1,6 @@
 // Command cpis runs the CP-IS FHIR R4 server.
 //
-//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL] [--auth on|off] [--demo]
+//	cpis serve [--addr HOST:PORT] [--data DIR] [--base-url URL] [--auth on|off] [--demo] [--redis-url URL]
 //	cpis token --data DIR --role ROLE [--ods CODE] [--scope SCOPES] [--ttl D]
 //	cpis keys rotate --data DIR
 //	cpis seed [--children N] [--seed S] [--base URL | --data DIR]

@@ -262,6 +262,23 @@ func leaseOwner(t *testing.T, dir, sub string) int {
 	return pid
 }
 
+// faultRig is what the fault tests with Redis share: a private Redis, a
+// receiver, the cpis binary, a data folder and an admin's client for it.
+type faultRig struct {
+	redis  *redisServer
+	hooks  *hookReceiver
+	bin    string
+	dir    string
+	client *http.Client
+}
+
+func newFaultRig(t *testing.T) *faultRig {
+	t.Helper()
+	f := &faultRig{redis: startRedis(t), hooks: newHookReceiver(t, time.Millisecond), bin: buildCPIS(t), dir: t.TempDir()}
+	f.client = &http.Client{Transport: withToken(t, f.dir, http.DefaultTransport)}
+	return f
+}
+
 // TestCrash_SubscriptionRedisStoppedAndRestarted runs the real binary with
 // --redis-url on a private redis-server, commits 1,000 matching
 // Communications, kills Redis after 300 arrived, checks that delivery goes
@@ -273,12 +290,10 @@ func TestCrash_SubscriptionRedisStoppedAndRestarted(t *testing.T) {
 		t.Skip("-short: not testing subscription delivery across a Redis outage (builds and runs cpis and redis-server)")
 	}
 	const total = 1000
-	rd := startRedis(t)
-	rc := newHookReceiver(t, time.Millisecond)
-	bin := buildCPIS(t)
-	dir := t.TempDir()
-	p := startCPIS(t, bin, dir, "--redis-url", rd.URL())
-	client := &http.Client{Transport: withToken(t, dir, http.DefaultTransport)}
+	f := newFaultRig(t)
+	rd, rc := f.redis, f.hooks
+	p := startCPIS(t, f.bin, f.dir, "--redis-url", rd.URL())
+	client := f.client
 	sub := subscribe(t, client, p.base, rc.srv.URL+"/fhir")
 	postCommunications(t, client, p.base, 0, total/2, 100)
 	rc.waitFor(t, sub, 300, time.Minute)
@@ -307,12 +322,9 @@ func TestCrash_SubscriptionTwoServersOneKilled(t *testing.T) {
 		t.Skip("-short: not testing two cpis processes sharing delivery through Redis (builds and runs cpis and redis-server)")
 	}
 	const total = 1000
-	rd := startRedis(t)
-	rc := newHookReceiver(t, time.Millisecond)
-	bin := buildCPIS(t)
-	dir := t.TempDir()
-	procs := []*cpisProcess{startCPIS(t, bin, dir, "--redis-url", rd.URL()), startCPIS(t, bin, dir, "--redis-url", rd.URL())}
-	client := &http.Client{Transport: withToken(t, dir, http.DefaultTransport)}
+	f := newFaultRig(t)
+	rc, dir, client := f.hooks, f.dir, f.client
+	procs := []*cpisProcess{startCPIS(t, f.bin, dir, "--redis-url", f.redis.URL()), startCPIS(t, f.bin, dir, "--redis-url", f.redis.URL())}
 	subs := []string{subscribe(t, client, procs[0].base, rc.srv.URL+"/fhir"), subscribe(t, client, procs[1].base, rc.srv.URL+"/fhir")}
 	errs := make(chan error, len(procs))
 	for i, p := range procs {
@@ -350,4 +362,45 @@ func TestCrash_SubscriptionTwoServersOneKilled(t *testing.T) {
 	waitReady(t, survivor.base)
 	t.Logf("%d notifications to each of 2 Subscriptions, %d of the first arrived before SIGKILL of its deliverer; %d requests in all (%d duplicates)",
 		total, atKill, rc.requests, rc.requests-2*total)
+}
+
+// TestServe_DataFolderSharedOnlyWithRedis: a second server on a data folder
+// is refused with what to do unless every server of the folder has
+// --redis-url; two that have it share the folder, and a lookup through one
+// finds the Patient written through the other just after it answered that
+// there was none.
+func TestServe_DataFolderSharedOnlyWithRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: not testing two cpis processes on one data folder (builds and runs cpis and redis-server)")
+	}
+	f := newFaultRig(t)
+	bin, dir := f.bin, f.dir
+	a := startCPIS(t, bin, dir, "--redis-url", f.redis.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "serve", "--addr", "127.0.0.1:0", "--data", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by another cpis server") || !strings.Contains(string(out), "--redis-url") {
+		t.Errorf("second server without --redis-url: %v, output %q; want a refusal naming --redis-url", err, out)
+	}
+	b := startCPIS(t, bin, dir, "--redis-url", f.redis.URL())
+	client := f.client
+	lookup := func(base string) int {
+		status, _, body := do(t, client, "POST", base+"/fhir/Patient/_search", []byte("identifier=https://fhir.nhs.uk/Id/nhs-number|9990000042"),
+			"Content-Type", "application/x-www-form-urlencoded")
+		var bundle struct{ Entry []json.RawMessage }
+		if status != http.StatusOK || json.Unmarshal(body, &bundle) != nil {
+			t.Fatalf("POST %s/fhir/Patient/_search: status %d body %.300s", base, status, body)
+		}
+		return len(bundle.Entry)
+	}
+	if n := lookup(b.base); n != 0 {
+		t.Fatalf("lookup through b before any write: %d entries, want 0", n)
+	}
+	patient := `{"resourceType":"Patient","identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"9990000042"}],"gender":"female","birthDate":"2015-04-01"}`
+	if status, _, body := do(t, client, "POST", a.base+"/fhir/Patient", []byte(patient)); status != http.StatusCreated {
+		t.Fatalf("POST Patient through a: status %d body %.300s", status, body)
+	}
+	if n := lookup(b.base); n != 1 {
+		t.Errorf("lookup through b of the Patient written through a: %d entries, want 1", n)
+	}
 }

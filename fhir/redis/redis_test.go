@@ -2,32 +2,21 @@ package redis_test
 
 import (
 	"context"
-	"fmt"
-	"net"
-	"os"
 	"testing"
 	"time"
 
+	"github.com/cpis-fhir/cpis/fhir/fhirtest"
 	"github.com/cpis-fhir/cpis/fhir/redis"
 	goredis "github.com/redis/go-redis/v9"
 )
 
-const addr = "127.0.0.1:6379"
+const addr = fhirtest.RedisAddr
 
-// open returns a Bus on the Redis at addr with a prefix of its own; the
-// test is skipped when Redis does not answer, and fails then under CI.
+// open returns a Bus on the Redis at addr with a prefix of its own.
 func open(t *testing.T) (*redis.Bus, string) {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI: no Redis at %s: %v", addr, err)
-		}
-		t.Skipf("no Redis at %s: not testing the Redis bus (%v)", addr, err)
-	}
-	c.Close()
-	prefix := fmt.Sprintf("cpis-test-%d-%d:", os.Getpid(), time.Now().UnixNano())
-	b, err := redis.Open("redis://"+addr+"/0", prefix)
+	url, prefix := fhirtest.NeedRedis(t, "the Redis bus")
+	b, err := redis.Open(url, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,20 +91,7 @@ func TestBus_PublishListen(t *testing.T) {
 	if err := b.Listen(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		n, err := b.Publish(ctx, "c", "hello")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Publish to a listened channel: %d listeners, want 1", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	listeners(t, b, "hello", 1)
 	select {
 	case m := <-b.Messages():
 		if m.Channel != "c" || m.Payload != "hello" {
@@ -127,16 +103,24 @@ func TestBus_PublishListen(t *testing.T) {
 	if err := b.Leave(ctx, "c"); err != nil {
 		t.Fatal(err)
 	}
+	listeners(t, b, "bye", 0)
+}
+
+// listeners publishes msg to channel c until Publish counts want
+// listeners (listening takes effect asynchronously), within 5 s.
+func listeners(t *testing.T, b *redis.Bus, msg string, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n, err := b.Publish(ctx, "c", "bye")
+		n, err := b.Publish(context.Background(), "c", msg)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
-			break
+		if n == want {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Publish after Leave: %d listeners, want 0", n)
+			t.Fatalf("Publish %q: %d listeners, want %d", msg, n, want)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -85,15 +85,7 @@ func (s *Store) catchUp(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: catch up: %w", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var typ, code, system, value string
-		if err := rows.Scan(&typ, &code, &system, &value); err != nil {
-			return fmt.Errorf("sqlite: catch up: %w", err)
-		}
-		s.ids.add(typ, code, system, value)
-	}
-	if err := rows.Err(); err != nil {
+	if err := s.ids.addRows(rows); err != nil {
 		return fmt.Errorf("sqlite: catch up: %w", err)
 	}
 	s.pids.gen.Add(1)

@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"hash/maphash"
 	"strings"
@@ -72,11 +73,20 @@ func (s *idSet) load(ctx context.Context, st *Store) error {
 	if err != nil {
 		return fmt.Errorf("load identifiers: %w", err)
 	}
+	if err := s.addRows(rows); err != nil {
+		return fmt.Errorf("load identifiers: %w", err)
+	}
+	return nil
+}
+
+// addRows adds rows of the columns type, code, system, value and closes
+// them.
+func (s *idSet) addRows(rows *sql.Rows) error {
 	defer rows.Close()
 	for rows.Next() {
 		var typ, code, system, value string
 		if err := rows.Scan(&typ, &code, &system, &value); err != nil {
-			return fmt.Errorf("load identifiers: %w", err)
+			return err
 		}
 		s.add(typ, code, system, value)
 	}

@@ -37,6 +37,11 @@
 //     else an administrator). What the owner may not see is withheld
 //     (counted as delivered, never sent).
 //
+// With Config.Bus (fhir/redis), several server processes of one store
+// share the engine: leases in the store say which process matches and
+// which delivers each subscription, the bus carries the work, wake-ups and
+// websocket pings, and the store stays the source of truth (shared.go).
+//
 // Topic-based Subscriptions of the Subscriptions R5 Backport IG (topic.go)
 // use the same queue and workers; their notifications are history Bundles
 // led by the SubscriptionStatus Parameters, after a handshake.

@@ -232,8 +232,22 @@ func TestOrderUnderConcurrentWrites(t *testing.T) {
 	sub := e.create(t, subscriptionJSON("LA1", "Communication", rc.URL, ""))
 	eventually(t, "status active", func() bool { s, _ := e.status(t, sub.ID); return s == "active" })
 	const writers, each = 8, 25
+	writeConcurrently(t, writers, each, e)
+	eventually(t, "all deliveries", func() bool { return len(rc.receipts()) >= writers*each })
+	for i, r := range rc.receipts() {
+		if r.Event != int64(i+1) {
+			t.Fatalf("delivery %d: event %d, want %d (in order, no gaps)", i, r.Event, i+1)
+		}
+	}
+}
+
+// writeConcurrently creates each Communications for LA1 from each of
+// writers goroutines at once, writer w through envs[w%len(envs)].
+func writeConcurrently(t *testing.T, writers, each int, envs ...*env) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for w := range writers {
+		e := envs[w%len(envs)]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -243,12 +257,6 @@ func TestOrderUnderConcurrentWrites(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	eventually(t, "all deliveries", func() bool { return len(rc.receipts()) >= writers*each })
-	for i, r := range rc.receipts() {
-		if r.Event != int64(i+1) {
-			t.Fatalf("delivery %d: event %d, want %d (in order, no gaps)", i, r.Event, i+1)
-		}
-	}
 }
 
 func TestReceiverDownThenBack(t *testing.T) {

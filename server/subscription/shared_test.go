@@ -1,40 +1,26 @@
 package subscription_test
 
 import (
-	"fmt"
-	"net"
-	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/cpis-fhir/cpis/fhir/fhirtest"
 	"github.com/cpis-fhir/cpis/fhir/redis"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server/subscription"
 )
 
-const redisAddr = "127.0.0.1:6379"
-
 // sharedPair runs two engines, each on a store of its own over one
-// database file and each with a bus of its own on the Redis at redisAddr
-// (a prefix for the test), as two server processes of one data folder
-// are. Without Redis the test is skipped, or fails when env CI is set.
+// database file and each with a bus of its own on the test Redis
+// (fhirtest.NeedRedis), as two server processes of one data folder are.
 func sharedPair(tb testing.TB) (a, b *env) {
 	tb.Helper()
-	c, err := net.DialTimeout("tcp", redisAddr, time.Second)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("CI: no Redis at %s: %v", redisAddr, err)
-		}
-		tb.Skipf("no Redis at %s: not testing engines that share delivery (%v)", redisAddr, err)
-	}
-	c.Close()
-	prefix := fmt.Sprintf("cpis-test-%d-%d:", os.Getpid(), time.Now().UnixNano())
+	url, prefix := fhirtest.NeedRedis(tb, "engines that share delivery")
 	path := filepath.Join(tb.TempDir(), "cpis.db")
 	var envs [2]*env
 	for i := range envs {
-		bus, err := redis.Open("redis://"+redisAddr+"/0", prefix)
+		bus, err := redis.Open(url, prefix)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -58,21 +44,7 @@ func TestShared_OrderUnderConcurrentWritesTwoEngines(t *testing.T) {
 		eventually(t, "status active", func() bool { s, _ := a.status(t, id); return s == "active" })
 	}
 	const writers, each = 8, 25
-	var wg sync.WaitGroup
-	for w := range writers {
-		e := a
-		if w%2 == 1 {
-			e = b
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				e.create(t, communicationJSON("LA1", fmt.Sprint(w, "-", i)))
-			}
-		}()
-	}
-	wg.Wait()
+	writeConcurrently(t, writers, each, a, b)
 	eventually(t, "all deliveries", func() bool { return len(rc.receipts()) >= 2*writers*each })
 	time.Sleep(100 * time.Millisecond) // no extra ones arrive
 	next := map[string]int64{"/one": 1, "/two": 1}

@@ -1,0 +1,28 @@
+package fhirtest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+// RedisAddr is where tests find Redis (bash .ci/run starts one there).
+const RedisAddr = "127.0.0.1:6379"
+
+// NeedRedis returns the URL of the Redis at RedisAddr and a key prefix of
+// tb's own. When Redis does not answer it skips tb, naming what was not
+// tested, or fails it when env CI is set.
+func NeedRedis(tb testing.TB, what string) (url, prefix string) {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", RedisAddr, time.Second)
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			tb.Fatalf("CI: no Redis at %s: %v", RedisAddr, err)
+		}
+		tb.Skipf("no Redis at %s: not testing %s (%v)", RedisAddr, what, err)
+	}
+	c.Close()
+	return "redis://" + RedisAddr + "/0", fmt.Sprintf("cpis-test-%d-%d:", os.Getpid(), time.Now().UnixNano())
+}
