@@ -94,28 +94,27 @@ func (s *Store) catchUp(ctx context.Context) error {
 }
 
 // writerCatchUp runs at the start of each commit, holding the write lock:
-// when another process committed since this writer's last commit, it
-// forgets the audit head and the parameter keys it cached and takes the
-// last commit time from the database. Only the writer goroutine calls it.
-func (s *Store) writerCatchUp(ctx context.Context) error {
+// when another process committed since this writer's last commit (or that
+// cannot be told), it forgets the audit head and the parameter keys it
+// cached, which are read again as needed, and takes the last commit time
+// from the database when it can. It never fails the commit: what goes
+// wrong in the database then fails the writes themselves. Only the writer
+// goroutine calls it.
+func (s *Store) writerCatchUp(ctx context.Context) {
 	var v int64
-	if err := s.conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v); err != nil {
-		return fmt.Errorf("sqlite: data version: %w", err)
-	}
-	if v == s.wversion {
-		return nil
+	err := s.conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v)
+	if err == nil && v == s.wversion {
+		return
 	}
 	var last sql.NullInt64
-	if err := s.conn.QueryRowContext(ctx, `SELECT max(last_updated) FROM history`).Scan(&last); err != nil {
-		return fmt.Errorf("sqlite: catch up: %w", err)
-	}
-	if t := time.UnixMilli(last.Int64).UTC(); last.Valid && t.After(s.last) {
-		s.last = t
+	if s.conn.QueryRowContext(ctx, `SELECT max(last_updated) FROM history`).Scan(&last) == nil && last.Valid {
+		if t := time.UnixMilli(last.Int64).UTC(); t.After(s.last) {
+			s.last = t
+		}
 	}
 	s.audit.head = auditHead{}
 	clear(s.wpids)
 	s.wversion = v
-	return nil
 }
 
 // stillAbsent reports whether q, which the identifier set says matches

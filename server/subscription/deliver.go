@@ -103,6 +103,18 @@ func (e *Engine) work(ctx context.Context, id string, w *worker) {
 	delivered := e.delivered[id]
 	e.mu.Unlock()
 	held := e.cfg.Bus == nil
+	if !held {
+		// A worker that stops (given up, or its Subscription changed)
+		// leaves the subscription to the other processes.
+		defer func() {
+			if e.holding(subLease + id) {
+				e.mu.Lock()
+				delivered := e.delivered[id]
+				e.mu.Unlock()
+				e.letGo(context.WithoutCancel(ctx), id, w, delivered)
+			}
+		}()
+	}
 	if held && !e.greet(ctx, id, held) {
 		return
 	}
