@@ -255,12 +255,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	defer lock.Close()
-	bus, err := openBus(ctx, m.RedisURL, logger, m.Stderr)
+	rbus, err := openBus(ctx, m.RedisURL, logger, m.Stderr)
 	if err != nil {
 		return err
 	}
-	if bus != nil {
-		defer bus.Close()
+	var bus fhir.Bus // nil without --redis-url (not a nil *redis.Bus)
+	var onces smart.Onces
+	if rbus != nil {
+		defer rbus.Close()
+		bus, onces = rbus, loggedOnces{rbus, logger}
 	}
 	store, err := sqlite.Open(filepath.Join(m.DataDir, "cpis.db"), sqlite.Config{Shared: bus != nil})
 	if err != nil {
@@ -310,7 +313,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 		authRegistry = registry
-		replay, err := smart.OpenReplayStore(filepath.Join(m.DataDir, replayFile), nil)
+		replay, err := smart.OpenSharedReplayStore(filepath.Join(m.DataDir, replayFile), nil, onces)
 		if err != nil {
 			return err
 		}

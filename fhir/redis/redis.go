@@ -174,6 +174,17 @@ func entries(msgs []goredis.XMessage) []fhir.BusEntry {
 	return out
 }
 
+// Once records key (under the prefix) for ttl and reports whether it was
+// new (SET NX): a set of one-time values several processes share, such as
+// used client assertion jtis (smart.Onces).
+func (b *Bus) Once(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	ok, err := b.c.SetNX(ctx, b.prefix+key, "1", max(ttl, time.Millisecond)).Result()
+	if err != nil {
+		return false, fmt.Errorf("redis: once: %w", err)
+	}
+	return ok, nil
+}
+
 // Publish implements fhir.Bus.
 func (b *Bus) Publish(ctx context.Context, channel, msg string) (int64, error) {
 	n, err := b.c.Publish(ctx, b.prefix+channel, msg).Result()

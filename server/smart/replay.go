@@ -2,6 +2,7 @@ package smart
 
 import (
 	"bufio"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -22,7 +23,8 @@ import (
 // See https://hl7.org/fhir/smart-app-launch/backend-services.html#signed-authentication-jwt
 // (the jti must not be reused).
 type ReplayStore struct {
-	path string // "" keeps the values in memory only
+	path   string // "" keeps the values in memory only
+	shared Onces  // the values of the other server processes, or nil
 
 	mu   sync.Mutex
 	seen map[string]time.Time // hash -> expiry
@@ -72,9 +74,32 @@ func OpenReplayStore(path string, now func() time.Time) (*ReplayStore, error) {
 	return r, nil
 }
 
+// Onces is a set of one-time values that several server processes share
+// (fhir/redis implements it with SET NX). It is safe for concurrent use.
+type Onces interface {
+	// Once records key for ttl and reports whether it was new.
+	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// OpenSharedReplayStore is OpenReplayStore whose values are also checked
+// against, and recorded in, shared: a value used at another server
+// process is refused too. When shared fails (Redis down), Use goes on with
+// this process's values alone: a value used at another process may then be
+// used once more here, which is logged by shared's implementation; the
+// alternative, refusing every token request during the outage, would stop
+// every client.
+func OpenSharedReplayStore(path string, now func() time.Time, shared Onces) (*ReplayStore, error) {
+	r, err := OpenReplayStore(path, now)
+	if err != nil {
+		return nil, err
+	}
+	r.shared = shared
+	return r, nil
+}
+
 // Use records value until exp and reports whether it was fresh (never used
-// before). An error means the value could not be recorded durably; the
-// caller must then refuse it.
+// before, here or, with a shared set, at another process). An error means
+// the value could not be recorded durably; the caller must then refuse it.
 func (r *ReplayStore) Use(value string, exp time.Time) (bool, error) {
 	sum := sha256.Sum256([]byte(value))
 	h := hex.EncodeToString(sum[:])
@@ -83,6 +108,14 @@ func (r *ReplayStore) Use(value string, exp time.Time) (bool, error) {
 	now := r.now()
 	if t, ok := r.seen[h]; ok && t.After(now) {
 		return false, nil
+	}
+	if r.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		fresh, err := r.shared.Once(ctx, "jti:"+h, exp.Add(time.Second).Sub(now))
+		cancel()
+		if err == nil && !fresh {
+			return false, nil
+		}
 	}
 	if r.f != nil {
 		if _, err := fmt.Fprintf(r.f, "%d %s\n", exp.Unix()+1, h); err != nil {

@@ -1,5 +1,8 @@
 package main
 
+// Several server processes on one data folder: the folder lock and the
+// Redis bus they share (see README "Several server processes").
+
 import (
 	"context"
 	"errors"
@@ -11,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/fhir/redis"
 )
 
@@ -50,7 +52,7 @@ func lockData(dir string, shared bool) (*os.File, error) {
 // answer at start is no reason to refuse: the store holds every
 // notification, so the server warns and delivers from the store until
 // Redis answers (then the work is shared again).
-func openBus(ctx context.Context, url string, logger *slog.Logger, stderr io.Writer) (fhir.Bus, error) {
+func openBus(ctx context.Context, url string, logger *slog.Logger, stderr io.Writer) (*redis.Bus, error) {
 	if url == "" {
 		return nil, nil
 	}
@@ -65,4 +67,20 @@ func openBus(ctx context.Context, url string, logger *slog.Logger, stderr io.Wri
 		fmt.Fprintln(stderr, "cpis: WARNING: Redis (--redis-url) does not answer; delivering subscription notifications from the store until it does")
 	}
 	return b, nil
+}
+
+// loggedOnces is the bus's set of one-time values for smart's replay store,
+// logging its failures (after which the store relies on this process's own
+// values).
+type loggedOnces struct {
+	bus *redis.Bus
+	log *slog.Logger
+}
+
+func (o loggedOnces) Once(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	ok, err := o.bus.Once(ctx, key, ttl)
+	if err != nil {
+		o.log.Warn("redis: one-time values not shared; checking this process's only", "error", err)
+	}
+	return ok, err
 }
