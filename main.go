@@ -261,9 +261,10 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	var bus fhir.Bus // nil without --redis-url (not a nil *redis.Bus)
 	var onces smart.Onces
+	var buckets server.Buckets
 	if rbus != nil {
 		defer rbus.Close()
-		bus, onces = rbus, loggedOnces{rbus, logger}
+		bus, onces, buckets = rbus, loggedOnces{rbus, logger}, rbus
 	}
 	store, err := sqlite.Open(filepath.Join(m.DataDir, "cpis.db"), sqlite.Config{Shared: bus != nil})
 	if err != nil {
@@ -336,6 +337,7 @@ func (m *Main) Run(ctx context.Context) error {
 		RateLimit:      m.RateLimit,
 		RateBurst:      m.RateBurst,
 		OAuthRateLimit: m.OAuthRateLimit,
+		SharedLimits:   buckets,
 		CORSOrigins:    splitList(m.CORSOrigins),
 		BaseURL:        m.BaseURL,
 		MaxBodyBytes:   m.MaxBodyBytes,

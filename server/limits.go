@@ -7,6 +7,7 @@ package server
 // https://hl7.org/fhir/smart-app-launch/conformance.html (CORS).
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"slices"
@@ -26,6 +27,10 @@ type limiter struct {
 	rate  float64
 	burst float64
 	now   func() time.Time
+	// shared, when set, holds the buckets for every server process (under
+	// keys starting with name); the local buckets serve while it fails.
+	shared Buckets
+	name   string
 
 	mu      sync.Mutex
 	buckets map[string]*bucket
@@ -47,9 +52,29 @@ func newLimiter(rate float64, burst int, now func() time.Time) *limiter {
 	return &limiter{rate: rate, burst: float64(burst), now: now, buckets: map[string]*bucket{}}
 }
 
+// Buckets are token buckets that several server processes share
+// (fhir/redis implements them). Safe for concurrent use.
+type Buckets interface {
+	// Take takes one token from key's bucket (refilled at rate a second up
+	// to burst); when it is empty it returns how long until one is back.
+	Take(ctx context.Context, key string, rate float64, burst int) (ok bool, wait time.Duration, err error)
+}
+
+// sharedWait bounds how long a request waits for the shared buckets before
+// the local ones decide.
+const sharedWait = 200 * time.Millisecond
+
 // take takes one token from key's bucket; when it is empty it returns how
 // long until a token is back.
 func (l *limiter) take(key string) (ok bool, wait time.Duration) {
+	if l.shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedWait)
+		ok, wait, err := l.shared.Take(ctx, l.name+key, l.rate, int(l.burst))
+		cancel()
+		if err == nil {
+			return ok, wait
+		}
+	}
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

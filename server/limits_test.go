@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/fhirtest"
+	"github.com/cpis-fhir/cpis/fhir/redis"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
 	"github.com/cpis-fhir/cpis/server/smart"
@@ -119,4 +121,27 @@ func TestAuth_RefusedTokensSlowDown(t *testing.T) {
 		return
 	}
 	t.Fatal("10,000 refused tokens in a row and no 429")
+}
+
+// TestRateLimit_SharedAcrossServers: two servers sharing their buckets
+// through one Redis limit a client together: after its burst of 2 through
+// the first, the second answers 429.
+func TestRateLimit_SharedAcrossServers(t *testing.T) {
+	url, prefix := fhirtest.NeedRedis(t, "rate limits shared between server processes")
+	var servers [2]*testServer
+	for i := range servers {
+		bus, err := redis.Open(url, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { bus.Close() })
+		servers[i] = startServer(t, server.Config{RateLimit: 0.01, RateBurst: 2, SharedLimits: bus})
+	}
+	token := func(ts *testServer) string {
+		return ts.TokenFor(t, smart.AccessToken{Role: smart.RoleAdmin, ClientID: "client-a"})
+	}
+	for range 2 {
+		do(t, "GET", servers[0].Base+"/Patient", "", "Authorization", "Bearer "+token(servers[0])).wantStatus(t, http.StatusOK)
+	}
+	do(t, "GET", servers[1].Base+"/Patient", "", "Authorization", "Bearer "+token(servers[1])).wantStatus(t, http.StatusTooManyRequests)
 }

@@ -85,6 +85,11 @@ type Config struct {
 	// bursts of 5 x OAuthRateLimit; zero means 10. The remote address is the
 	// connection's (X-Forwarded-For is not trusted).
 	OAuthRateLimit float64
+	// SharedLimits, when set, holds the buckets of RateLimit and
+	// OAuthRateLimit for every server process (fhir/redis; cpis serve
+	// --redis-url), so that the limits hold across them; while it fails
+	// each process limits on its own.
+	SharedLimits Buckets
 	// CORSOrigins are the origins browser apps may call the API from; "*"
 	// allows any. Empty allows none (no CORS headers).
 	CORSOrigins []string
@@ -169,12 +174,14 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 			burst = int(2 * cfg.RateLimit)
 		}
 		s.limit = newLimiter(cfg.RateLimit, burst, time.Now)
+		s.limit.shared, s.limit.name = cfg.SharedLimits, "rate:fhir:"
 	}
 	if cfg.OAuthRateLimit <= 0 {
 		cfg.OAuthRateLimit = 10
 		s.cfg.OAuthRateLimit = 10
 	}
 	s.oauthLimit = newLimiter(cfg.OAuthRateLimit, int(5*cfg.OAuthRateLimit), time.Now)
+	s.oauthLimit.shared, s.oauthLimit.name = cfg.SharedLimits, "rate:oauth:"
 	s.authFailures = newLimiter(20, 100, time.Now)
 	if cfg.Terminology == nil {
 		cfg.Terminology = terminology.New()

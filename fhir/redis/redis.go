@@ -185,6 +185,36 @@ func (b *Bus) Once(ctx context.Context, key string, ttl time.Duration) (bool, er
 	return ok, nil
 }
 
+// gcra is the generic cell rate algorithm on one key holding the
+// theoretical arrival time (ms, Redis clock): KEYS[1]; ARGV interval ms
+// (1000/rate), burst. It returns 0 when a token was taken, else the wait in
+// ms.
+var gcra = goredis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+local allowAt = tat + interval - interval * tonumber(ARGV[2])
+if allowAt > now then
+  return math.max(1, math.ceil(allowAt - now))
+end
+local new = tat + interval
+redis.call('SET', KEYS[1], tostring(new), 'PX', math.max(1, math.ceil(new - now)))
+return 0
+`)
+
+// Take takes one token from the bucket key (under the prefix), refilled
+// at rate a second up to burst, for every process sharing the Redis
+// (server.Buckets); when it is empty it returns how long until one is
+// back.
+func (b *Bus) Take(ctx context.Context, key string, rate float64, burst int) (bool, time.Duration, error) {
+	wait, err := gcra.Run(ctx, b.c, []string{b.prefix + key}, 1000/rate, max(burst, 1)).Int64()
+	if err != nil {
+		return false, 0, fmt.Errorf("redis: take: %w", err)
+	}
+	return wait == 0, time.Duration(wait) * time.Millisecond, nil
+}
+
 // Publish implements fhir.Bus.
 func (b *Bus) Publish(ctx context.Context, channel, msg string) (int64, error) {
 	n, err := b.c.Publish(ctx, b.prefix+channel, msg).Result()
@@ -221,6 +251,21 @@ func (b *Bus) names(channels []string) []string {
 
 // Messages implements fhir.Bus.
 func (b *Bus) Messages() <-chan fhir.BusMessage { return b.msgs }
+
+// Purge deletes every key under the bus's prefix (streams, one-time
+// values, buckets), as tests do after themselves.
+func (b *Bus) Purge(ctx context.Context) error {
+	iter := b.c.Scan(ctx, 0, b.prefix+"*", 100).Iterator()
+	for iter.Next(ctx) {
+		if err := b.c.Del(ctx, iter.Val()).Err(); err != nil {
+			return fmt.Errorf("redis: purge: %w", err)
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return fmt.Errorf("redis: purge: %w", err)
+	}
+	return nil
+}
 
 // Close implements fhir.Bus.
 func (b *Bus) Close() error {

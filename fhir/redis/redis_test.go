@@ -20,12 +20,7 @@ func open(t *testing.T) (*redis.Bus, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		raw := goredis.NewClient(&goredis.Options{Addr: addr})
-		raw.Del(context.Background(), prefix+"s")
-		raw.Close()
-		b.Close()
-	})
+	t.Cleanup(func() { b.Close() })
 	return b, prefix
 }
 
@@ -123,5 +118,26 @@ func listeners(t *testing.T, b *redis.Bus, msg string, want int64) {
 			t.Fatalf("Publish %q: %d listeners, want %d", msg, n, want)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestBus_TakeSharesBuckets: two buses on one Redis take from one bucket: a
+// burst of 3 then a wait of about 1/rate, whichever bus asks.
+func TestBus_TakeSharesBuckets(t *testing.T) {
+	a, prefix := open(t)
+	b, err := redis.Open("redis://"+addr+"/0", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	ctx := context.Background()
+	for i, bus := range []*redis.Bus{a, b, a} {
+		if ok, wait, err := bus.Take(ctx, "bucket", 1, 3); err != nil || !ok {
+			t.Fatalf("Take %d of a burst of 3: %v %v %v, want a token", i+1, ok, wait, err)
+		}
+	}
+	ok, wait, err := b.Take(ctx, "bucket", 1, 3)
+	if err != nil || ok || wait <= 0 || wait > time.Second {
+		t.Fatalf("Take past the burst: %v %v %v, want none and a wait of at most 1s", ok, wait, err)
 	}
 }
