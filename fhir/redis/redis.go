@@ -1,6 +1,3 @@
-// Package redis is a fhir.Bus on Redis (go-redis/v9): streams with consumer
-// groups (XADD, XREADGROUP, XAUTOCLAIM, XACK) and pub/sub channels. See
-// https://redis.io/docs/latest/develop/data-types/streams/.
 package redis
 
 import (

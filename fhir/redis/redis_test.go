@@ -141,3 +141,21 @@ func TestBus_TakeSharesBuckets(t *testing.T) {
 		t.Fatalf("Take past the burst: %v %v %v, want none and a wait of at most 1s", ok, wait, err)
 	}
 }
+
+// BenchmarkBus_Take is one shared rate-limit check (the GCRA script) on
+// the local Redis.
+func BenchmarkBus_Take(b *testing.B) {
+	url, prefix := fhirtest.NeedRedis(b, "the cost of a shared rate limit")
+	bus, err := redis.Open(url, prefix)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bus.Close()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := bus.Take(ctx, "bench", 1e9, 1000); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
