@@ -187,6 +187,10 @@ type Main struct {
 	// SubscriptionHorizon and SubscriptionBackoff are the subscription
 	// engine's retry horizon and first retry wait (subscription.Config).
 	SubscriptionHorizon, SubscriptionBackoff time.Duration
+	// SubscriptionEndpoints, comma separated, are the only hosts and URL
+	// prefixes rest-hooks may call; empty means any public address
+	// (subscription.NewEndpoints).
+	SubscriptionEndpoints string
 
 	Stdout, Stderr io.Writer
 
@@ -222,6 +226,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&m.TLSKey, "tls-key", "", "TLS private key file (PEM)")
 	fs.DurationVar(&m.SubscriptionHorizon, "subscription-horizon", 72*time.Hour, "how long a subscription notification is retried before the Subscription goes to status error")
 	fs.DurationVar(&m.SubscriptionBackoff, "subscription-backoff", time.Second, "first wait before retrying a failed notification (doubling, with jitter, up to 5m)")
+	fs.StringVar(&m.SubscriptionEndpoints, "subscription-endpoints", "", "comma-separated hosts, host:port or URL prefixes that are the only rest-hook endpoints called (default: any endpoint on a public address)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	fs.IntVar(&m.RetentionDays, "retention", 365, "days ended CP-IS records stay visible before they leave searches (they stay in the history)")
 	return fs.Parse(args)
@@ -305,8 +310,12 @@ func (m *Main) Run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("--auth %q: want on or off", m.Auth)
 	}
+	endpoints, err := subscription.NewEndpoints(splitList(m.SubscriptionEndpoints))
+	if err != nil {
+		return fmt.Errorf("--subscription-endpoints: %w", err)
+	}
 	engine, err := subscription.New(subscription.Config{Store: store, Queue: store, Codec: codec, Registry: registry,
-		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff})
+		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff, Endpoints: endpoints})
 	if err != nil {
 		return err
 	}
@@ -324,6 +333,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Registry:       registry,
 		CursorKey:      cursorKey,
 		Subscriptions:  store,
+
+		SubscriptionEndpoints: endpoints,
 
 		SubscriptionSockets: engine,
 

@@ -92,6 +92,10 @@ type Config struct {
 	// the Subscription operations $status and $events (subscription_ops.go);
 	// nil serves neither.
 	Subscriptions SubscriptionEvents
+	// SubscriptionEndpoints decides which rest-hook endpoints a
+	// Subscription may name (checked on write); nil means those on public
+	// addresses only. Give the engine the same.
+	SubscriptionEndpoints *subscription.Endpoints
 	// SubscriptionSockets, when set, serves the websocket channel at
 	// WebsocketPath (subscription_ws.go); nil serves none.
 	SubscriptionSockets SubscriptionSockets

@@ -248,6 +248,9 @@ func (e *Engine) post(ctx context.Context, s *spec, method, target string, body 
 		req.Header.Set(SignatureHeader, Sign(s.secret, key, ts, body))
 	}
 	resp, err := e.cfg.Client.Do(req)
+	if reason, ok := refusal(err); ok {
+		return errors.New(reason)
+	}
 	if err != nil {
 		return errors.New("the receiver could not be reached")
 	}

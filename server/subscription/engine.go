@@ -55,8 +55,11 @@ type Config struct {
 	// Policy decides what a subscription's owner may see at delivery; nil
 	// means access.New(Registry).
 	Policy *access.Policy
-	// Client sends rest-hook requests; nil means a client with a 10 s
-	// timeout.
+	// Endpoints decides which rest-hook endpoints are called; nil means
+	// those on public addresses only (endpoint.go).
+	Endpoints *Endpoints
+	// Client sends rest-hook requests; nil means Endpoints.Client with a
+	// 10 s timeout. A Client given here bypasses Endpoints.
 	Client *http.Client
 	// Logger gets delivery failures and state changes (ids and types only);
 	// nil means slog.Default().
@@ -119,7 +122,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Policy = access.New(cfg.Registry)
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+		cfg.Client = cfg.Endpoints.Client(10 * time.Second)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()

@@ -87,6 +87,15 @@ func startB(t testing.TB, cfg subscription.Config) *env {
 	reg := fhir.NewSearchRegistry()
 	cfg.Store, cfg.Queue, cfg.Codec, cfg.Registry = store, store, codec, reg
 	cfg.Logger = slog.New(slog.NewTextHandler(logOut(), nil))
+	if cfg.Endpoints == nil {
+		// The receivers of the tests listen on loopback, which the
+		// default refuses.
+		eps, err := subscription.NewEndpoints([]string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Endpoints = eps
+	}
 	if cfg.BackoffMin == 0 {
 		cfg.BackoffMin, cfg.BackoffMax = 5*time.Millisecond, 40*time.Millisecond
 	}

@@ -4,6 +4,7 @@ package subscription
 // See https://hl7.org/fhir/R4/subscription.html#resource.
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"strings"
@@ -171,9 +172,10 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 // write of one it cannot fails with a reason instead of being accepted and
 // set to error: a requested or active Subscription needs criteria that
 // parse strictly with reg's parameters and a rest-hook channel with an
-// absolute http(s) endpoint. Errors: IssueInvalid with the reason. Other
-// resource types and Subscriptions in status error or off pass.
-func Check(p *fhir.Parsed, reg *fhir.SearchRegistry) error {
+// absolute http(s) endpoint that endpoints allows (nil: public addresses
+// only). Errors: IssueInvalid with the reason. Other resource types and
+// Subscriptions in status error or off pass.
+func Check(ctx context.Context, p *fhir.Parsed, reg *fhir.SearchRegistry, endpoints *Endpoints) error {
 	sub := p.Proto().GetSubscription()
 	if sub == nil {
 		return nil
@@ -189,6 +191,9 @@ func Check(p *fhir.Parsed, reg *fhir.SearchRegistry) error {
 	}
 	if s.invalid != "" {
 		return fhir.Errorf(fhir.IssueInvalid, "Subscription: %s", s.invalid)
+	}
+	if s.channel == "rest-hook" {
+		return endpoints.Check(ctx, s.endpoint)
 	}
 	return nil
 }
