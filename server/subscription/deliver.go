@@ -194,8 +194,9 @@ var errWithheld = errors.New("subscription: the owner may not see the resource")
 // send makes one attempt at delivering n.
 func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 	owner := e.cfg.Policy.Store(e.cfg.Store, s.owner)
+	// A delete is judged by the version it removed (access.Policy).
 	r, err := owner.VRead(ctx, n.Type, n.ID, n.Version)
-	if err == nil {
+	if err == nil && !r.Deleted() {
 		_, err = owner.Read(ctx, n.Type, n.ID)
 	}
 	if err != nil {
@@ -217,8 +218,11 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 		}
 	case s.payload != "":
 		// With a payload the endpoint is a FHIR base and the resource is
-		// PUT to it.
+		// PUT to it (DELETE for a delete).
 		method, target, body = http.MethodPut, strings.TrimSuffix(s.endpoint, "/")+"/"+n.Type+"/"+n.ID, r.JSON
+		if r.Deleted() {
+			method = http.MethodDelete
+		}
 	}
 	return e.post(ctx, s, method, target, body, strconv.FormatInt(n.Number, 10))
 }

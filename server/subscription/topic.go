@@ -100,7 +100,14 @@ func notificationBundle(s *spec, typ string, total int64, n *fhir.Notification, 
 		}}
 		if s.content != "empty" && r != nil {
 			ev.Part = append(ev.Part, param{Name: "focus", ValueReference: &ref{r.VersionRef()}})
-			if s.content == "full-resource" {
+			switch {
+			case s.content != "full-resource":
+			case r.Deleted():
+				// No resource: the entry says what was deleted.
+				entries = append(entries, fhir.BundleEntry{FullURL: r.Ref(),
+					Request:  &fhir.BundleRequest{Method: http.MethodDelete, URL: r.Ref()},
+					Response: &fhir.BundleResponse{Status: "204 No Content", Etag: r.ETag()}})
+			default:
 				entries = append(entries, fhir.BundleEntry{FullURL: r.Ref(), Resource: r.JSON,
 					Request:  &fhir.BundleRequest{Method: http.MethodPut, URL: r.Ref()},
 					Response: &fhir.BundleResponse{Status: "200 OK", Etag: r.ETag()}})
