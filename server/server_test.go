@@ -291,10 +291,11 @@ func patientJSON(id, nhs string) string {
 }
 
 // loopbackEndpoints allows the rest-hook receivers the tests start on
-// 127.0.0.1 (the default refuses loopback endpoints).
+// 127.0.0.1 (the default refuses loopback endpoints) and the receiver of
+// the R4 Subscription example, which the round trips store.
 func loopbackEndpoints(tb testing.TB) *subscription.Endpoints {
 	tb.Helper()
-	eps, err := subscription.NewEndpoints([]string{"127.0.0.1"})
+	eps, err := subscription.NewEndpoints([]string{"127.0.0.1", "biliwatch.com"})
 	if err != nil {
 		tb.Fatal(err)
 	}

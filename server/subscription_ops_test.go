@@ -88,6 +88,12 @@ func TestSubscription_WriteChecks(t *testing.T) {
 		{"email channel", sub("Communication", `{"type":"email","endpoint":"mailto:a@la.example"}`), "not supported"},
 		{"relative endpoint", sub("Communication", `{"type":"rest-hook","endpoint":"/hook"}`), "endpoint"},
 		{"bad header", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","header":["no colon"]}`), "header"},
+		{"topic filter of another type", strings.Replace(sub(subscription.Topics[2].URL, `{"type":"rest-hook","endpoint":"https://la.example/hook"}`),
+			`"channel"`, `"_criteria":{"extension":[{"url":"`+subscription.FilterCriteriaExtension+`","valueString":"Encounter?status=finished"}]},"channel"`, 1),
+			"Flag or CarePlan or CareTeam or Patient"},
+		{"topic filter unknown parameter", strings.Replace(sub(subscription.Topics[2].URL, `{"type":"rest-hook","endpoint":"https://la.example/hook"}`),
+			`"channel"`, `"_criteria":{"extension":[{"url":"`+subscription.FilterCriteriaExtension+`","valueString":"CareTeam?no-such=1"}]},"channel"`, 1),
+			"criteria"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res := do(t, "POST", ts.Base+"/Subscription", c.body).wantStatus(t, http.StatusBadRequest)

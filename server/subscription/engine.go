@@ -211,11 +211,9 @@ func (e *Engine) load(ctx context.Context, cursor int64) error {
 				e.log.Warn("subscription: unreadable Subscription", "id", r.ID, "error", err)
 				continue
 			}
-			s.since = cursor
-			if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
-				s.invalid = "the criteria cannot be evaluated: " + errText(err)
-			} else {
-				s.compile(q)
+			s.setSince(cursor)
+			if s.invalid == "" {
+				s.prepare(e.cfg.Registry)
 			}
 			if s.matching() {
 				e.subs[s.id] = s
@@ -367,6 +365,16 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 			if c.Type != s.typ || c.Seq <= s.since {
 				continue
 			}
+			if s.topic != nil {
+				v := c
+				if c.Deleted() {
+					index(i) // reads the version it removed
+					v = prior[i]
+				}
+				if v == nil || !s.topic.admits(v) {
+					continue
+				}
+			}
 			if c.Deleted() {
 				if e.deleteMatches(ctx, s, index(i), prior[i], ns) {
 					ns = append(ns, fhir.Notification{Subscription: s.id, Seq: c.Seq, Type: c.Type, ID: c.ID, Version: c.VersionID})
@@ -404,8 +412,8 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 			// Criteria the store cannot run: the subscription cannot be
 			// served; say why.
 			e.log.Warn("subscription: criteria failed", "subscription", s.id, "error", err)
-			s.invalid = "the criteria cannot be evaluated: " + errText(err)
-			lifecycle = append(lifecycle, s)
+			s.root().invalid = "the criteria cannot be evaluated: " + errText(err)
+			lifecycle = append(lifecycle, s.root())
 			continue
 		}
 		for _, c := range cand {
@@ -467,15 +475,17 @@ func (e *Engine) refreshView() {
 	}
 	sort.Slice(v.subs, func(i, j int) bool { return v.subs[i].id < v.subs[j].id })
 	v.table, v.byType, v.other = map[routeKey][]*spec{}, map[string][]*spec{}, nil
-	for _, s := range v.subs {
-		ks, ok := s.keys()
-		if !ok {
-			v.other = append(v.other, s)
-			continue
-		}
-		v.byType[s.typ] = append(v.byType[s.typ], s)
-		for _, k := range ks {
-			v.table[k] = append(v.table[k], s)
+	for _, sub := range v.subs {
+		for _, s := range sub.parts() {
+			ks, ok := s.keys()
+			if !ok {
+				v.other = append(v.other, s)
+				continue
+			}
+			v.byType[s.typ] = append(v.byType[s.typ], s)
+			for _, k := range ks {
+				v.table[k] = append(v.table[k], s)
+			}
 		}
 	}
 }
@@ -667,11 +677,7 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 		}
 	}
 	if s != nil && s.invalid == "" {
-		if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
-			s.invalid = "the criteria cannot be evaluated: " + errText(err)
-		} else {
-			s.compile(q)
-		}
+		s.prepare(e.cfg.Registry)
 	}
 	if s == nil || !s.matching() {
 		delete(e.subs, r.ID)
@@ -685,9 +691,9 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 		}
 		return nil
 	}
-	s.since = r.Seq
+	s.setSince(r.Seq)
 	if old != nil {
-		s.since = old.since
+		s.setSince(old.since)
 	}
 	e.subs[s.id] = s
 	e.gen++

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +59,45 @@ type spec struct {
 	// rows; exact says they are all of them (prefilter.go).
 	simple []fhir.Filter
 	exact  bool
+	// more are the criteria of a topic's other resource types: each a
+	// copy of s with its own typ, query, simple and exact, matched like s
+	// under the same id; parent points back to s.
+	more   []*spec
+	parent *spec
+}
+
+// parts returns s and the criteria of its other resource types.
+func (s *spec) parts() []*spec { return append([]*spec{s}, s.more...) }
+
+// root returns the Subscription's spec of a part.
+func (s *spec) root() *spec {
+	if s.parent != nil {
+		return s.parent
+	}
+	return s
+}
+
+// setSince sets since on every part.
+func (s *spec) setSince(seq int64) {
+	for _, m := range s.parts() {
+		m.since = seq
+	}
+}
+
+// prepare parses the criteria of every part strictly with reg and
+// compiles them (prefilter.go); s.invalid says why it cannot.
+func (s *spec) prepare(reg *fhir.SearchRegistry) {
+	for _, m := range s.parts() {
+		if s.invalid != "" {
+			return
+		}
+		q, err := fhir.ParseSearch(m.typ, m.query, fhir.SearchOptions{Registry: reg, Strict: true})
+		if err != nil {
+			s.invalid = "the criteria cannot be evaluated: " + errText(err)
+			return
+		}
+		m.compile(q)
+	}
 }
 
 // matching reports whether changes are matched for s.
@@ -104,24 +144,16 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 	criteria := sub.GetCriteria().GetValue()
 	typ, rawQuery, _ := strings.Cut(criteria, "?")
 	q, qerr := url.ParseQuery(rawQuery)
+	var filters map[string]url.Values // a topic's filters by resource type
+	var types []string                // a topic's resource types notified
 	if t := topicOf(criteria); t != nil {
-		s.topic, typ, q, qerr = t, t.Type, url.Values{}, nil
-		for _, ext := range sub.GetCriteria().GetExtension() {
-			if ext.GetUrl().GetValue() != FilterCriteriaExtension {
-				continue
-			}
-			ft, fq, _ := strings.Cut(ext.GetValue().GetStringValue().GetValue(), "?")
-			if ft != t.Type {
-				s.invalid = fmt.Sprintf("the filter criteria of topic %s must be searches of %s (%s?...)", t.URL, t.Type, t.Type)
-			}
-			vals, err := url.ParseQuery(fq)
-			if err != nil {
-				qerr = err
-			}
-			for k, v := range vals {
-				q[k] = append(q[k], v...)
-			}
+		s.topic, qerr = t, nil
+		filters, types, qerr = topicFilters(t, sub.GetCriteria().GetExtension())
+		if types == nil {
+			s.invalid = fmt.Sprintf("the filter criteria of topic %s must be searches of %s (Type?...)", t.URL, strings.Join(t.Types, " or "))
+			types = t.Types
 		}
+		typ, q = types[0], filters[types[0]]
 		s.content = "id-only"
 		for _, ext := range ch.GetPayload().GetExtension() {
 			if ext.GetUrl().GetValue() == PayloadContentExtension {
@@ -165,7 +197,48 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		}
 	}
 	s.typ, s.query = typ, q
+	for _, ft := range types[min(1, len(types)):] {
+		m := *s
+		m.typ, m.query, m.more, m.parent = ft, filters[ft], nil, s
+		s.more = append(s.more, &m)
+	}
 	return s
+}
+
+// topicFilters returns the backport-filter-criteria among exts by resource
+// type (each Type?params of one of t's types; several of a type are
+// ANDed) and the types notified: those the filters name, in t's order, or
+// all of t's when none does; nil types when a filter names another type.
+// See https://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition-backport-filter-criteria.html.
+func topicFilters(t *Topic, exts []*dtpb.Extension) (map[string]url.Values, []string, error) {
+	filters := map[string]url.Values{}
+	var qerr error
+	for _, ext := range exts {
+		if ext.GetUrl().GetValue() != FilterCriteriaExtension {
+			continue
+		}
+		ft, fq, _ := strings.Cut(ext.GetValue().GetStringValue().GetValue(), "?")
+		if !slices.Contains(t.Types, ft) {
+			return nil, nil, nil
+		}
+		vals, err := url.ParseQuery(fq)
+		if err != nil {
+			qerr = err
+		}
+		if filters[ft] == nil {
+			filters[ft] = url.Values{}
+		}
+		for k, v := range vals {
+			filters[ft][k] = append(filters[ft][k], v...)
+		}
+	}
+	var types []string
+	for _, ft := range t.Types {
+		if len(filters) == 0 || filters[ft] != nil {
+			types = append(types, ft)
+		}
+	}
+	return filters, types, qerr
 }
 
 // Check reports whether the engine can serve the Subscription p, so that a
@@ -184,11 +257,7 @@ func Check(ctx context.Context, p *fhir.Parsed, reg *fhir.SearchRegistry, endpoi
 	if s.status != StatusRequested && s.status != StatusActive {
 		return nil
 	}
-	if s.invalid == "" {
-		if _, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: reg, Strict: true}); err != nil {
-			s.invalid = "the criteria cannot be evaluated: " + errText(err)
-		}
-	}
+	s.prepare(reg)
 	if s.invalid != "" {
 		return fhir.Errorf(fhir.IssueInvalid, "Subscription: %s", s.invalid)
 	}
