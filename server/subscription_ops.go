@@ -41,6 +41,8 @@ type statusParam struct {
 	ValueCode            string         `json:"valueCode,omitempty"`
 	ValueString          string         `json:"valueString,omitempty"`
 	ValueCanonical       string         `json:"valueCanonical,omitempty"`
+	ValueDateTime        string         `json:"valueDateTime,omitempty"`
+	ValueURL             string         `json:"valueUrl,omitempty"`
 	ValueReference       *statusRef     `json:"valueReference,omitempty"`
 	ValueCodeableConcept *statusConcept `json:"valueCodeableConcept,omitempty"`
 	Part                 []statusParam  `json:"part,omitempty"`

@@ -206,7 +206,7 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 		}
 		return fmt.Errorf("read %s: %w", n.Type, err)
 	}
-	if s.channel == "websocket" {
+	if s.channel == "websocket" && s.topic == nil {
 		return e.ping(s.id)
 	}
 	method, target, body := http.MethodPost, s.endpoint, []byte(nil)
@@ -215,6 +215,9 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 		// A Backport IG notification Bundle, posted to the endpoint.
 		if body, err = notificationBundle(s, "event-notification", n.Number, &n, r, fhir.FormatInstant(e.cfg.Now())); err != nil {
 			return fmt.Errorf("notification bundle: %w", err)
+		}
+		if s.channel == "websocket" {
+			return e.push(s.id, string(body))
 		}
 	case s.payload != "":
 		// With a payload the endpoint is a FHIR base and the resource is
@@ -270,6 +273,11 @@ func (e *Engine) post(ctx context.Context, s *spec, method, target string, body 
 // active when the receiver takes it, else error with the reason.
 // See https://hl7.org/fhir/uv/subscriptions-backport/components.html#handshake.
 func (e *Engine) handshake(ctx context.Context, s *spec) bool {
+	if s.channel == "websocket" {
+		// Each client gets its handshake when it binds (Bind).
+		e.setStatus(ctx, s.id, StatusActive, "")
+		return true
+	}
 	body, err := notificationBundle(s, "handshake", 0, nil, nil, "")
 	if err == nil {
 		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "handshake")
@@ -289,7 +297,11 @@ func (e *Engine) handshake(ctx context.Context, s *spec) bool {
 // only logged (the next notification is retried as usual).
 func (e *Engine) heartbeat(ctx context.Context, s *spec, events int64) {
 	body, err := notificationBundle(s, "heartbeat", events, nil, nil, "")
-	if err == nil {
+	switch {
+	case err != nil:
+	case s.channel == "websocket":
+		err = e.push(s.id, string(body))
+	default:
 		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "heartbeat")
 	}
 	if err != nil && ctx.Err() == nil {

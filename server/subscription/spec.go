@@ -181,8 +181,6 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		s.invalid = "the criteria's query is not a valid URL query"
 	case s.channel != "rest-hook" && s.channel != "websocket":
 		s.invalid = fmt.Sprintf("the channel type %s is not supported by this server (rest-hook and websocket are)", s.channel)
-	case s.channel == "websocket" && s.topic != nil:
-		s.invalid = "topic-based Subscriptions use the rest-hook channel here"
 	case s.payload != "" && s.payload != "application/fhir+json" && s.payload != "application/json":
 		s.invalid = "the channel payload must be application/fhir+json or absent"
 	}
