@@ -88,6 +88,7 @@ func TestSubscription_WriteChecks(t *testing.T) {
 		{"email channel", sub("Communication", `{"type":"email","endpoint":"mailto:a@la.example"}`), "not supported"},
 		{"relative endpoint", sub("Communication", `{"type":"rest-hook","endpoint":"/hook"}`), "endpoint"},
 		{"bad header", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","header":["no colon"]}`), "header"},
+		{"retry horizon in weeks", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","extension":[{"url":"`+subscription.HorizonExtension+`","valueDuration":{"value":1,"code":"wk"}}]}`), "retry horizon"},
 		{"topic filter of another type", strings.Replace(sub(subscription.Topics[2].URL, `{"type":"rest-hook","endpoint":"https://la.example/hook"}`),
 			`"channel"`, `"_criteria":{"extension":[{"url":"`+subscription.FilterCriteriaExtension+`","valueString":"Encounter?status=finished"}]},"channel"`, 1),
 			"Flag or CarePlan or CareTeam or Patient"},

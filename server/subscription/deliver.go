@@ -162,8 +162,8 @@ func (e *Engine) deliver(ctx context.Context, s *spec, n fhir.Notification, wake
 		if first.IsZero() {
 			first = now
 		}
-		if now.Sub(first) >= e.cfg.Horizon {
-			return fmt.Errorf("event %d not delivered for %s: %v", n.Number, e.cfg.Horizon, err)
+		if h := s.horizonOr(e.cfg.Horizon); now.Sub(first) >= h {
+			return fmt.Errorf("event %d not delivered for %s: %v", n.Number, h, err)
 		}
 		e.log.Info("subscription: delivery failed; retrying", "subscription", s.id, "event", n.Number, "attempt", attempt+1, "error", err)
 		select {

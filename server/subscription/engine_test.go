@@ -322,6 +322,27 @@ func TestHorizonThenError(t *testing.T) {
 	}
 }
 
+// TestHorizonPerSubscription: a Subscription's own retry horizon
+// (HorizonExtension) applies when shorter than the server's.
+func TestHorizonPerSubscription(t *testing.T) {
+	rc := newReceiver(t)
+	rc.fail.Store(true)
+	e := start(t, subscription.Config{Horizon: time.Hour})
+	horizon := fmt.Sprintf(`,"extension":[{"url":%q,"valueDuration":{"value":0.2,"unit":"s","system":"http://unitsofmeasure.org","code":"s"}}]`, subscription.HorizonExtension)
+	sub := e.create(t, subscriptionJSON("LA1", "Communication", rc.URL, horizon))
+	eventually(t, "status active", func() bool { s, _ := e.status(t, sub.ID); return s == "active" })
+	e.create(t, communicationJSON("LA1", "x"))
+	eventually(t, "status error", func() bool { s, _ := e.status(t, sub.ID); return s == "error" })
+	if _, reason := e.status(t, sub.ID); !strings.Contains(reason, "not delivered for 200ms") {
+		t.Errorf("error %q, want the subscription's own horizon of 200ms", reason)
+	}
+	bad := e.create(t, subscriptionJSON("LA1", "Communication", rc.URL, strings.Replace(horizon, `"code":"s"`, `"code":"wk"`, 1)))
+	eventually(t, "bad horizon error", func() bool { s, _ := e.status(t, bad.ID); return s == "error" })
+	if _, reason := e.status(t, bad.ID); !strings.Contains(reason, "retry horizon") {
+		t.Errorf("horizon in weeks: error %q, want the retry horizon refused", reason)
+	}
+}
+
 func TestEndAndInvalid(t *testing.T) {
 	rc := newReceiver(t)
 	e := start(t, subscription.Config{})

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,13 @@ import (
 // whose valueString is the subscription's signing secret: with it, every
 // rest-hook request carries SignatureHeader.
 const SecretExtension = "https://fhir.cpis.nhs.uk/StructureDefinition/subscription-signing-secret"
+
+// HorizonExtension is the URL of the extension on Subscription.channel
+// whose valueDuration (unit s, min, h or d) is how long this
+// subscription's notifications are retried before it goes to status
+// error; at most the server's horizon (Config.Horizon), which applies
+// without it.
+const HorizonExtension = "https://fhir.cpis.nhs.uk/StructureDefinition/subscription-retry-horizon"
 
 // Subscription statuses. See https://hl7.org/fhir/R4/valueset-subscription-status.html.
 const (
@@ -45,6 +53,7 @@ type spec struct {
 	payload  string // "" (no body) or a MIME type
 	headers  []string
 	secret   string
+	horizon  time.Duration // zero: the server's
 	owner    *smart.Principal
 	// invalid, when set, is why the engine cannot serve the subscription.
 	invalid string
@@ -64,6 +73,29 @@ type spec struct {
 	// under the same id; parent points back to s.
 	more   []*spec
 	parent *spec
+}
+
+// horizonOr returns s's retry horizon, at most max (max when it has none).
+func (s *spec) horizonOr(max time.Duration) time.Duration {
+	if s.horizon > 0 && s.horizon < max {
+		return s.horizon
+	}
+	return max
+}
+
+// durationOf returns the FHIR Duration d (UCUM s, min, h or d), zero when
+// it is none of these.
+func durationOf(d *dtpb.Duration) time.Duration {
+	units := map[string]time.Duration{"s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	u, ok := units[d.GetCode().GetValue()]
+	if !ok {
+		return 0
+	}
+	v, err := strconv.ParseFloat(d.GetValue().GetValue(), 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(v * float64(u))
 }
 
 // parts returns s and the criteria of its other resource types.
@@ -136,8 +168,13 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		s.headers = append(s.headers, h.GetValue())
 	}
 	for _, ext := range ch.GetExtension() {
-		if ext.GetUrl().GetValue() == SecretExtension {
+		switch ext.GetUrl().GetValue() {
+		case SecretExtension:
 			s.secret = ext.GetValue().GetStringValue().GetValue()
+		case HorizonExtension:
+			if s.horizon = durationOf(ext.GetValue().GetDuration()); s.horizon <= 0 {
+				s.invalid = "the retry horizon must be a positive valueDuration in s, min, h or d"
+			}
 		}
 	}
 	s.owner = ownerOf(sub.GetMeta().GetTag())
