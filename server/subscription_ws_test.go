@@ -174,7 +174,10 @@ func TestSubscription_WebsocketBindingToken(t *testing.T) {
 		}
 	}
 
-	// The operation.
+	// The operation, in the CapabilityStatement and answering.
+	if md := do(t, "GET", ts.Base+"/metadata", "").wantStatus(t, http.StatusOK); !strings.Contains(string(md.Body), `"name":"get-ws-binding-token"`) {
+		t.Errorf("GET metadata: no operation get-ws-binding-token")
+	}
 	op := ts.Base + "/Subscription/" + topicID + "/$get-ws-binding-token"
 	do(t, "GET", op, "", auth(la2)...).wantStatus(t, http.StatusNotFound)
 	do(t, "GET", ts.Base+"/Subscription/"+hookID+"/$get-ws-binding-token", "", auth(la1)...).wantStatus(t, http.StatusBadRequest)

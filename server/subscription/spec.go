@@ -184,7 +184,7 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 	var filters map[string]url.Values // a topic's filters by resource type
 	var types []string                // a topic's resource types notified
 	if t := topicOf(criteria); t != nil {
-		s.topic, qerr = t, nil
+		s.topic = t
 		filters, types, qerr = topicFilters(t, sub.GetCriteria().GetExtension())
 		if types == nil {
 			s.invalid = fmt.Sprintf("the filter criteria of topic %s must be searches of %s (Type?...)", t.URL, strings.Join(t.Types, " or "))
@@ -232,7 +232,8 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		}
 	}
 	s.typ, s.query = typ, q
-	for _, ft := range types[min(1, len(types)):] {
+	for i := 1; i < len(types); i++ { // a topic's other types
+		ft := types[i]
 		m := *s
 		m.typ, m.query, m.more, m.parent = ft, filters[ft], nil, s
 		s.more = append(s.more, &m)
