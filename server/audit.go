@@ -17,9 +17,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cpis-fhir/cpis/conformance"
 	"github.com/cpis-fhir/cpis/fhir"
@@ -130,6 +132,15 @@ func (ev *auditEvent) addPatient(p string) {
 	}
 	ev.patient[p] = true
 	ev.rec.Patients = append(ev.rec.Patients, p)
+}
+
+// AdminAuditRecord is the audit record of an administrator's command run
+// beside the server (cpis token, client add, user add, keys rotate): the
+// interaction admin:<command>, the operating-system user as the subject,
+// the details as the query.
+func AdminAuditRecord(now time.Time, command, osUser string, details url.Values) ([]byte, error) {
+	return json.Marshal(&auditRecord{Time: fhir.FormatInstant(now), Subject: "os:" + osUser, ClientID: "cpis-cli",
+		Role: "admin", Interaction: "admin:" + command, Method: "CLI", Path: command, Query: details.Encode()})
 }
 
 // nhsInQuery finds NHS numbers given with their system in a query.
