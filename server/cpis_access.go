@@ -211,8 +211,8 @@ func (s *Server) viewerRole(id string, p *smart.Principal, orgName string) (*fhi
 		Value  string `json:"value"`
 	}
 	type ref struct {
-		Identifier ident  `json:"identifier"`
 		Display    string `json:"display"`
+		Identifier ident  `json:"identifier"`
 	}
 	if orgName == "" {
 		orgName = p.ODS
@@ -220,45 +220,61 @@ func (s *Server) viewerRole(id string, p *smart.Principal, orgName string) (*fhi
 	pr := map[string]any{
 		"resourceType": "PractitionerRole",
 		"identifier":   []ident{{PrincipalSystem, p.Subject}},
-		"practitioner": ref{ident{sdsUserSystem, p.Subject}, "SDS user " + p.Subject},
-		"organization": ref{ident{odsSystem, p.ODS}, orgName},
+		"practitioner": ref{"SDS user " + p.Subject, ident{sdsUserSystem, p.Subject}},
+		"organization": ref{orgName, ident{odsSystem, p.ODS}},
 	}
 	if p.SDSRole != "" {
-		pr["code"] = []jsonConcept{{Coding: []jsonCoding{{System: sdsJobRoleSystem, Code: p.SDSRole, Display: p.SDSRole}}}}
+		pr["code"] = []jsonConcept{{Coding: []jsonCoding{{Code: p.SDSRole, Display: p.SDSRole, System: sdsJobRoleSystem}}}}
 	}
 	return s.stampNew("PractitionerRole", id, pr)
 }
 
-// stampNew returns the first version of the resource v (a value that
-// encodes as its JSON) with id.
-func (s *Server) stampNew(typ, id string, v any) (*fhir.Resource, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	p, err := s.codec.Parse(b)
-	if err != nil {
-		return nil, fmt.Errorf("access history: %s: %w", typ, err)
-	}
+// stampNew returns the first version of the resource v, with id. v is
+// built by this file in canonical form: maps, and structs whose fields are
+// in the alphabetical order of their JSON names, with string and boolean
+// values only; so encoding it with sorted map keys and no HTML escaping is
+// the codec's canonical JSON, without the codec's parse (about 0.4 ms for
+// an AuditEvent here). TestAccess_CanonicalAsCodec holds the two equal.
+func (s *Server) stampNew(typ, id string, v map[string]any) (*fhir.Resource, error) {
 	now := s.cfg.Now()
-	p.Stamp(id, 1, now)
-	if b, err = s.codec.Marshal(p); err != nil {
+	meta, _ := v["meta"].(map[string]any)
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["versionId"] = "1"
+	meta["lastUpdated"] = fhir.FormatInstant(now)
+	v["meta"], v["id"] = meta, id
+	b, err := canonicalJSON(v)
+	if err != nil {
 		return nil, err
 	}
 	idx, err := s.svc.Indexer.Index(typ, b)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("access history: %s: %w", typ, err)
 	}
 	return &fhir.Resource{Type: typ, ID: id, VersionID: 1, LastUpdated: now, Method: fhir.MethodCreate, JSON: b, Index: idx}, nil
+}
+
+// canonicalJSON encodes v compactly, map keys sorted, without escaping
+// HTML characters (as the codec writes them).
+func canonicalJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // accessEvents returns the two versions of group g's AuditEvent, which
 // differ by their listed/repeat tag only.
 func (s *Server) accessEvents(a *accessRead, g *accessGroup) (listed, repeat *fhir.Resource, err error) {
+	// Fields in the alphabetical order of their names (see stampNew).
 	type coding struct {
-		System  string `json:"system"`
 		Code    string `json:"code,omitempty"`
 		Display string `json:"display,omitempty"`
+		System  string `json:"system"`
 	}
 	type concept struct {
 		Coding []coding `json:"coding"`
@@ -268,15 +284,15 @@ func (s *Server) accessEvents(a *accessRead, g *accessGroup) (listed, repeat *fh
 		Value  string `json:"value"`
 	}
 	type ref struct {
+		Identifier *ident `json:"identifier,omitempty"`
 		Reference  string `json:"reference,omitempty"`
 		Type       string `json:"type,omitempty"`
-		Identifier *ident `json:"identifier,omitempty"`
 	}
 	type agent struct {
-		Type      concept `json:"type"`
-		Who       ref     `json:"who"`
 		AltID     string  `json:"altId,omitempty"`
 		Requestor bool    `json:"requestor"`
+		Type      concept `json:"type"`
+		Who       ref     `json:"who"`
 	}
 	type entity struct {
 		What ref `json:"what"`
@@ -292,13 +308,13 @@ func (s *Server) accessEvents(a *accessRead, g *accessGroup) (listed, repeat *fh
 	ae := map[string]any{
 		"resourceType": "AuditEvent",
 		"meta":         map[string]any{"tag": tags},
-		"type":         coding{System: access.AccessEventSystem, Code: access.AccessEventCode, Display: "Access/View Record Lifecycle Event"},
+		"type":         coding{Code: access.AccessEventCode, Display: "Access/View Record Lifecycle Event", System: access.AccessEventSystem},
 		"action":       "R",
 		"recorded":     fhir.FormatInstant(a.at),
 		"outcome":      "0",
 		"agent": []agent{
-			{Type: concept{[]coding{{roleClassSystem, "PAT", "patient"}}}, Who: ref{Identifier: &ident{nhsNumberSystem, a.nhs}}},
-			{Type: concept{[]coding{{roleClassSystem, "ASSIGNED", "assigned entity"}}}, Who: ref{Reference: a.roleRef}, AltID: a.viewer, Requestor: true},
+			{Type: concept{[]coding{{"PAT", "patient", roleClassSystem}}}, Who: ref{Identifier: &ident{nhsNumberSystem, a.nhs}}},
+			{Type: concept{[]coding{{"ASSIGNED", "assigned entity", roleClassSystem}}}, Who: ref{Reference: a.roleRef}, AltID: a.viewer, Requestor: true},
 		},
 		"source": map[string]any{"site": "cpis", "observer": ref{Reference: a.roleRef}},
 		"entity": ents,

@@ -75,12 +75,12 @@ type contact struct {
 
 // jsonRef is the part of a Reference the workflow reads.
 type jsonRef struct {
-	Reference  string `json:"reference,omitempty"`
+	Display    string `json:"display,omitempty"`
 	Identifier *struct {
 		System string `json:"system,omitempty"`
 		Value  string `json:"value,omitempty"`
 	} `json:"identifier,omitempty"`
-	Display string `json:"display,omitempty"`
+	Reference string `json:"reference,omitempty"`
 }
 
 func (r *jsonRef) identifier(system string) string {
@@ -91,9 +91,9 @@ func (r *jsonRef) identifier(system string) string {
 }
 
 type jsonCoding struct {
-	System  string `json:"system,omitempty"`
 	Code    string `json:"code,omitempty"`
 	Display string `json:"display,omitempty"`
+	System  string `json:"system,omitempty"`
 }
 
 type jsonConcept struct {
