@@ -234,6 +234,12 @@ func (s *Server) cpisLookup(ctx context.Context, q *fhir.Search) (*lookup, error
 	return lk, nil
 }
 
+// identifierSet is a store that tells, without a query, that no resource
+// carries an identifier (sqlite.Store).
+type identifierSet interface {
+	MayHoldIdentifier(typ, code, system, value string) bool
+}
+
 // maxSupersession bounds the replaced-by links a lookup follows.
 const maxSupersession = 5
 
@@ -248,6 +254,9 @@ func (s *Server) replacement(ctx context.Context, nhs string) (string, error) {
 	}
 	seen := map[string]bool{nhs: true}
 	for range maxSupersession {
+		if ids, ok := s.store.(identifierSet); ok && !ids.MayHoldIdentifier("Patient", "identifier", nhsNumberSystem, nhs) {
+			return nhs, nil // no Patient has the number (99% of lookups)
+		}
 		page, err := s.store.Search(ctx, &fhir.Search{Type: "Patient", Count: 2, Total: fhir.TotalNone,
 			Filters: []fhir.Filter{{Param: ident, Values: []fhir.Value{{System: nhsNumberSystem, HasSystem: true, Code: nhs}}}}}, nil, false)
 		if err != nil {
