@@ -182,6 +182,16 @@ func paramName(f *fhir.Filter) string {
 	return f.Param.Name
 }
 
+// cpisSearch applies the national API's rules to a parsed search q: an
+// NHS number that fails its check digit is refused (checkNHSNumbers) and
+// a CP-IS lookup is prepared (cpisLookup, nil when q is not one).
+func (s *Server) cpisSearch(ctx context.Context, q *fhir.Search) (*lookup, error) {
+	if err := checkNHSNumbers(q.Filters); err != nil {
+		return nil, err
+	}
+	return s.cpisLookup(ctx, q)
+}
+
 // lookup is what cpisLookup found out about a CP-IS lookup.
 type lookup struct {
 	superseded bool

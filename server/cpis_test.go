@@ -108,11 +108,22 @@ func encounter(subject string) string {
 
 func (w *cpisWorld) uploadChild(t *testing.T, tok, ods, nhs, plan, start, end, birth string) (patient string) {
 	t.Helper()
+	return w.uploadRecords(t, tok, ods, nhs, plan, start, end, birth)[0]
+}
+
+// uploadRecords uploads a child's record as uploadChild does and returns
+// the Patient, Flag, CarePlan and CareTeam written (Type/id).
+func (w *cpisWorld) uploadRecords(t *testing.T, tok, ods, nhs, plan, start, end, birth string) []string {
+	t.Helper()
 	b := postBundle(t, w.ts, upload(ods, nhs, plan, start, end, birth), "transaction-response", bearer(tok)...)
 	if got := strings.Join(b.statuses(), " "); got != "201 201 201 201" {
 		t.Fatalf("council %s upload: statuses %s, want 201 201 201 201", ods, got)
 	}
-	return strings.SplitN(strings.TrimPrefix(b.Entry[0].Response.Location, w.ts.Base+"/"), "/_history", 2)[0]
+	var refs []string
+	for _, e := range b.Entry {
+		refs = append(refs, strings.SplitN(strings.TrimPrefix(e.Response.Location, w.ts.Base+"/"), "/_history", 2)[0])
+	}
+	return refs
 }
 
 // searchset decodes a searchset Bundle.
