@@ -124,6 +124,13 @@ func unscheduledViewer(c *gin.Context) *smart.Principal {
 // record is then written with it (auditRequest), or, without an audit
 // trail, it is written here. A read of no record returns at once.
 func (s *Server) noteAccess(c *gin.Context, seen ...seenRecords) error {
+	n := 0
+	for _, sr := range seen {
+		n += len(sr.records)
+	}
+	if n == 0 {
+		return nil
+	}
 	p := unscheduledViewer(c)
 	if p == nil {
 		return nil

@@ -415,6 +415,11 @@ func TestCPIS_LookupHeadersAndErrors(t *testing.T) {
 	if got := res.Header.Get("TraceID"); got != "8d7c6f02-0a4f-4c35-9a52-5d3d9e5d1b61" {
 		t.Errorf("TraceID echoed %q", got)
 	}
+	// Also on a refusal before the request is authenticated.
+	res = do(t, http.MethodGet, ts.Base+"/"+q, "", "Authorization", "Bearer not-a-token", "TraceID", "trace-401").wantStatus(t, http.StatusUnauthorized)
+	if got := res.Header.Get("TraceID"); got != "trace-401" {
+		t.Errorf("TraceID echoed on a 401: %q", got)
+	}
 	bad := nhs[:9] + string('0'+(nhs[9]-'0'+1)%10)
 	spine(t, do(t, http.MethodGet, ts.Base+"/"+lookupQuery("CareTeam", bad), "", bearer(w.cl)...), http.StatusBadRequest, "invalid", "INVALID_SEARCH_DATA")
 	spine(t, do(t, http.MethodGet, ts.Base+"/Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+bad), "", bearer(w.cl)...), http.StatusBadRequest, "invalid", "INVALID_SEARCH_DATA")
