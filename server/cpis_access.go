@@ -4,15 +4,19 @@ package server
 // rules 2, 3 and 4; NHS England's CP-IS API guide, GET AuditEvent;
 // https://hl7.org/fhir/R4/auditevent.html; README "CP-IS workflow"):
 //
-//   - Every unscheduled CP-IS lookup of a child by a clinician
-//     (IsUnscheduledAccessEvent true or missing) that finds a record writes
-//     one access AuditEvent per council whose records it saw: the national
+//   - Every read by a clinician in an unscheduled-care setting
+//     (IsUnscheduledAccessEvent true or missing) that gives it CP-IS
+//     records (Flag, CarePlan, CareTeam, a council's Patient): a lookup,
+//     another search naming the child, a read by id, a vread, an instance
+//     history, the GET entries of a Bundle. It writes one access
+//     AuditEvent per child and council whose records it saw: the national
 //     shape (type iso-21089-lifecycle access, the child as agent PAT by NHS
 //     number, the viewer as agent ASSIGNED, a PractitionerRole made from
 //     the token: user id, SDS job role, organisation), the records seen as
 //     entities, and meta.tag the council's ODS code (so the council reads
 //     it) and listed or repeat (the first look by that person at those
-//     records in 24 hours, or a later one).
+//     records in 24 hours, or a later one; a record is a council's plan,
+//     whichever of its Flag, CarePlan and CareTeam was read).
 //   - They are written in the same store transaction as the request's
 //     audit record and the lookup's notifications (notifyContact, the care
 //     organisation being the viewer's), so a lookup that finds a record
