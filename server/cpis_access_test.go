@@ -419,9 +419,18 @@ func TestCPIS_AccessHistoryBundles(t *testing.T) {
 
 	t.Run("transaction within 24 hours", func(t *testing.T) {
 		ts.Clock.Add(time.Hour)
-		b := postBundle(t, ts, readBundle("transaction", recs[0], lookupQuery("Flag", nhs), historyQuery(nhs)), "transaction-response", bearer(w.cl)...)
+		b := postBundle(t, ts, readBundle("transaction", recs[0], lookupQuery("Flag", nhs), historyQuery(nhs)), "transaction-response",
+			append(bearer(w.cl), "X-Request-Id", "req-tx-reads")...)
 		if got := strings.Join(b.statuses(), " "); got != "200 200 200" {
 			t.Fatalf("statuses %s, want 200 200 200", got)
+		}
+		// The security audit record lists what the entries read, the
+		// read by id inside the transaction too.
+		rows, _ := auditRows(t, ts.Store, auditMark{})
+		for _, r := range rows {
+			if r.Request == "req-tx-reads" && !strings.Contains(strings.Join(r.Resources, " "), recs[0]+"/_history/1") {
+				t.Errorf("audit record of the transaction lists %v, want %s among them", r.Resources, recs[0])
+			}
 		}
 		// The national access-history form, as outside a Bundle: the
 		// listed entries with the viewer's PractitionerRole.

@@ -52,7 +52,9 @@ func (s *Server) bundle(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	seen.add(seenRecords{records: s.checkReadEntries(c, p, res)})
+	read, given := s.checkReadEntries(c, p, res)
+	auditEventOf(c.Request.Context()).returned(read...)
+	seen.add(seenRecords{records: given})
 	if err := s.noteAccess(c, seen.reads...); err != nil {
 		s.fail(c, err)
 		return
@@ -109,12 +111,14 @@ func (s *Server) responseEntry(c *gin.Context, base string, e fhir.EntryResult) 
 // read outside a Bundle: an entry whose resource the principal may not see
 // answers 404 (or 403) instead. Searches in entries were narrowed inside
 // the store already; writes were checked as they were put. It returns
-// the resources the GET entries give the principal (for the access
+// the versions the read entries let the principal know of (for the audit
+// record: the reads inside a transaction do not pass the audited store)
+// and those that GET entries answered with their content (for the access
 // history).
-func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.BundleResult) (read []*fhir.Resource) {
+func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.BundleResult) (read, given []*fhir.Resource) {
 	b, ok := p.Message().(*bcrpb.Bundle)
 	if !ok {
-		return nil
+		return nil, nil
 	}
 	pr := principalOf(c.Request.Context())
 	for i, be := range b.GetEntry() {
@@ -128,11 +132,14 @@ func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.Bund
 		}
 		if err := s.policy.CanRead(pr, e.Version, nil); err != nil {
 			*e = fhir.EntryResult{Err: err}
-		} else if m == cpb.HTTPVerbCode_GET && e.Status == http.StatusOK {
-			read = append(read, e.Version)
+			continue
+		}
+		read = append(read, e.Version)
+		if m == cpb.HTTPVerbCode_GET && e.Status == http.StatusOK {
+			given = append(given, e.Version)
 		}
 	}
-	return read
+	return read, given
 }
 
 // bundleSearch returns the SearchEntry hook of the Bundle request c: a
