@@ -680,6 +680,23 @@ func accessHistoryParams(p *smart.Principal, params url.Values) url.Values {
 	return out
 }
 
+// countedRecords returns page, or, when it is a count alone (_summary=count,
+// _count=0) that says the search q of the unscheduled viewer p (nil for
+// another principal) matched something, the first page of what it
+// counted: telling that a child has records is an access as showing them
+// is. It costs a second search in that case only.
+func (s *Server) countedRecords(ctx context.Context, p *smart.Principal, q *fhir.Search, page *fhir.SearchPage) (*fhir.SearchPage, error) {
+	if p == nil || len(page.Matches) > 0 || page.Total <= 0 {
+		return page, nil
+	}
+	all := *q
+	all.Count, all.Total = maxCountedRecords, fhir.TotalNone
+	return s.policy.Store(s.store, p).Search(ctx, &all, nil, false)
+}
+
+// maxCountedRecords bounds the records a count lists in the access history.
+const maxCountedRecords = 100
+
 // seenIn is what a search gave: its matches and includes, about the child
 // the lookup lk named (nil when the search is not a lookup).
 func seenIn(lk *lookup, page *fhir.SearchPage) seenRecords {

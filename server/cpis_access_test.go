@@ -439,6 +439,14 @@ func TestCPIS_AccessHistoryBundles(t *testing.T) {
 			t.Errorf("AuditEvent entry: %d entries and %d roles, want 2 and 1", m, i)
 		}
 		wantAccess(t, ts, "the same person again within 24 hours", nhs, 2, 2)
+		// A count alone in a batch tells that records exist: another
+		// person's count is listed.
+		dr := bearer(ts.TokenFor(t, smart.AccessToken{Role: smart.RoleClinicianUnscheduled, ODS: siteODS, SDSRole: "R8000", Subject: "dr-count", ClientID: "epr"}))
+		cb := postBundle(t, ts, readBundle("batch", lookupQuery("CareTeam", nhs)+"&_count=0"), "batch-response", dr...)
+		if cs := entrySearchset(t, cb, 0); cs.Total == nil || *cs.Total != 2 || len(cs.mode("match")) != 0 {
+			t.Errorf("count entry: %s, want a total of 2 alone", cb.Entry[0].Resource)
+		}
+		wantAccess(t, ts, "a count in a batch", nhs, 4, 2)
 		if n := len(w.communications(t, w.la, nhs)) + len(w.communications(t, w.lb, nhs)); n != 2 {
 			t.Errorf("notifications after a second look from the same site: %d, want 2 (one per council)", n)
 		}
@@ -511,9 +519,21 @@ func TestCPIS_AccessHistoryReadsByID(t *testing.T) {
 		}
 	})
 
+	t.Run("a count alone", func(t *testing.T) {
+		for i, q := range []string{lookupQuery("CareTeam", nhs) + "&_summary=count", lookupQuery("Flag", nhs) + "&_count=0"} {
+			s := getSearchset(t, ts, q, viewer(fmt.Sprintf("dr-count-%d", i))...)
+			if s.Total == nil || *s.Total != 1 || len(s.mode("match")) != 0 {
+				t.Fatalf("%s: total %v and %d matches, want a count of 1 alone", q, s.Total, len(s.mode("match")))
+			}
+		}
+		wantAccess(t, ts, "two counts that tell that records exist", nhs, 8, 5)
+		getSearchset(t, ts, lookupQuery("CareTeam", w.nhs[2])+"&_summary=count", bearer(w.cl)...)
+		wantAccess(t, ts, "a count of another child's records, which has none", w.nhs[2], 0, 0)
+	})
+
 	t.Run("not CP-IS records", func(t *testing.T) {
 		get(t, "Organization/site", bearer(w.cl)...)
 		get(t, historyQuery(nhs), bearer(w.cl)...)
-		wantAccess(t, ts, "reads of other resources", nhs, 6, 5)
+		wantAccess(t, ts, "reads of other resources", nhs, 8, 5)
 	})
 }

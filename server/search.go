@@ -164,7 +164,12 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 		s.fail(c, err)
 		return
 	}
-	if err := s.noteAccess(c, seenIn(lk, page)); err != nil {
+	counted, err := s.countedRecords(c.Request.Context(), unscheduledViewer(c), q, page)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.noteAccess(c, seenIn(lk, counted)); err != nil {
 		s.fail(c, err)
 		return
 	}

@@ -149,8 +149,7 @@ func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.Bund
 // access history.
 func (s *Server) bundleSearch(c *gin.Context, seen *seenLog) func(typ string, params url.Values, base string) (*fhir.Search, func(*fhir.SearchPage) (json.RawMessage, error), error) {
 	ctx := c.Request.Context()
-	p := principalOf(ctx)
-	note := unscheduledViewer(c) != nil
+	p, viewer := principalOf(ctx), unscheduledViewer(c)
 	return func(typ string, params url.Values, base string) (*fhir.Search, func(*fhir.SearchPage) (json.RawMessage, error), error) {
 		if typ == "AuditEvent" {
 			params = accessHistoryParams(p, params)
@@ -164,8 +163,12 @@ func (s *Server) bundleSearch(c *gin.Context, seen *seenLog) func(typ string, pa
 			return nil, nil, err
 		}
 		return q, func(page *fhir.SearchPage) (json.RawMessage, error) {
-			if note {
-				seen.add(seenIn(lk, page))
+			counted, err := s.countedRecords(ctx, viewer, q, page)
+			if err != nil {
+				return nil, err
+			}
+			if viewer != nil {
+				seen.add(seenIn(lk, counted))
 			}
 			return s.searchOutcome(lk, q, page)
 		}, nil
