@@ -25,6 +25,7 @@ import (
 
 	"github.com/cpis-fhir/cpis/conformance"
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/gin-gonic/gin"
 )
 
@@ -169,8 +170,11 @@ func (s *Server) auditRequest(c *gin.Context) {
 		ev.rec.Subject, ev.rec.ClientID, ev.rec.Role, ev.rec.ODS, ev.rec.SDSRole, ev.rec.TokenID = p.Subject, p.ClientID, string(p.Role), p.ODS, p.SDSRole, p.TokenID
 	}
 	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead || strings.HasSuffix(c.Request.URL.Path, "/_search") {
-		// DOMAIN rule 3: missing means true; just recorded for now.
-		u := !strings.EqualFold(strings.TrimSpace(c.GetHeader("IsUnscheduledAccessEvent")), "false")
+		// DOMAIN rule 3: missing means true; a scheduled-setting
+		// clinician's read is scheduled whatever the header says (its
+		// token's setting is verified, the header is not).
+		u := !strings.EqualFold(strings.TrimSpace(c.GetHeader("IsUnscheduledAccessEvent")), "false") &&
+			(p == nil || p.Role != smart.RoleClinicianScheduled)
 		ev.rec.Unscheduled = &u
 	}
 	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), auditKey{}, ev))

@@ -65,6 +65,9 @@ func TestAudit_Records(t *testing.T) {
 		"IsUnscheduledAccessEvent", "false", "X-Request-Id", "req-lookup")...).wantStatus(t, http.StatusOK)
 	// A refused search.
 	do(t, http.MethodGet, ts.Base+"/Flag?status=active", "", append(bearer(w.cl), "X-Request-Id", "req-refused")...).wantStatus(t, http.StatusForbidden)
+	// A scheduled-setting clinician's look-up without the header is
+	// scheduled: its token's setting is verified, the header is not.
+	do(t, http.MethodGet, ts.Base+"/Flag?"+form, "", append(bearer(w.cls), "X-Request-Id", "req-scheduled")...).wantStatus(t, http.StatusOK)
 	// A council's write.
 	body := strings.Replace(cpisPatient("", nhs, "female", "2015-04-01", false, false), `"gender"`,
 		`"managingOrganization":{"identifier":{"system":"`+odsSys+`","value":"`+councilA+`"}},"gender"`, 1)
@@ -78,8 +81,11 @@ func TestAudit_Records(t *testing.T) {
 	for _, r := range rows {
 		byReq[r.Request] = append(byReq[r.Request], r)
 	}
-	if len(rows) != 4 {
-		t.Fatalf("%d new audit records, want 4 (look-up, refusal, write's commit, write): %+v", len(rows), rows)
+	if len(rows) != 5 {
+		t.Fatalf("%d new audit records, want 5 (look-up, refusal, scheduled look-up, write's commit, write): %+v", len(rows), rows)
+	}
+	if r := byReq["req-scheduled"]; len(r) != 1 || r[0].Unscheduled == nil || *r[0].Unscheduled {
+		t.Errorf("scheduled clinician's record %+v: want unscheduled false", r)
 	}
 	l := byReq["req-lookup"]
 	if len(l) != 1 || l[0].Role != "clinician-unscheduled" || l[0].Sub != "dr-1" || l[0].Client != "epr" || l[0].Ods != siteODS || l[0].Jti == "" ||

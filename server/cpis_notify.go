@@ -2,7 +2,8 @@ package server
 
 // CP-IS notifications (DOMAIN.md rule 4): an unscheduled contact with a
 // child who holds a current CP-IS record (an Encounter posted by an
-// unscheduled-care organisation; later also an unscheduled lookup) makes
+// unscheduled-care organisation, or an unscheduled CP-IS read, see
+// cpis_access.go) makes
 // one Communication per council holding a current record, written in the
 // same store transaction as the contact, so that an acknowledged contact
 // never lacks its notifications. At most one per (child, care
