@@ -615,7 +615,7 @@ func (c *compiler) restriction(typ string) (cond, error) {
 	if cd, ok := c.restricted[typ]; ok {
 		return cd, nil
 	}
-	fs, ok := c.restrict.Types[typ]
+	fs, ok := c.restrict.Filters(typ)
 	var cd cond
 	switch {
 	case !ok:
