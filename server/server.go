@@ -216,7 +216,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		// socket carries only pings, no resource data.
 		e.GET(WebsocketPath, s.authenticateSocket, s.rateLimit, s.websocket)
 	}
-	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
+	api := e.Group(FHIRBase, echoTraceID, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both
