@@ -22,8 +22,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
@@ -31,6 +33,7 @@ import (
 	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/journal"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
 	"github.com/cpis-fhir/cpis/server/smart"
@@ -87,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		store, err := sqlite.Open(filepath.Join(*dir, "cpis.db"), sqlite.Config{})
+		store, err := sqlite.Open(filepath.Join(*dir, dbFile), sqlite.Config{})
 		if err != nil {
 			return err
 		}
@@ -191,6 +194,10 @@ type Main struct {
 	// through which the server processes of one store share the
 	// subscription engine's work (subscription.Config.Bus).
 	RedisURL string
+	// SubscriptionEndpoints, comma separated, are the only hosts and URL
+	// prefixes rest-hooks may call; empty means any public address
+	// (subscription.NewEndpoints).
+	SubscriptionEndpoints string
 
 	Stdout, Stderr io.Writer
 
@@ -227,6 +234,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&m.SubscriptionHorizon, "subscription-horizon", 72*time.Hour, "how long a subscription notification is retried before the Subscription goes to status error")
 	fs.DurationVar(&m.SubscriptionBackoff, "subscription-backoff", time.Second, "first wait before retrying a failed notification (doubling, with jitter, up to 5m)")
 	fs.StringVar(&m.RedisURL, "redis-url", "", "Redis database, such as redis://127.0.0.1:6379/0, through which several server processes of one data folder share subscription delivery (default: none, this process alone)")
+	fs.StringVar(&m.SubscriptionEndpoints, "subscription-endpoints", "", "comma-separated hosts, host:port or URL prefixes that are the only rest-hook endpoints called (default: any endpoint on a public address)")
 	fs.StringVar(&m.Auth, "auth", "on", "on: every /fhir request needs a bearer token; off: no authentication, for development only")
 	fs.IntVar(&m.RetentionDays, "retention", 365, "days ended CP-IS records stay visible before they leave searches (they stay in the history)")
 	return fs.Parse(args)
@@ -266,7 +274,7 @@ func (m *Main) Run(ctx context.Context) error {
 		defer rbus.Close()
 		bus, onces, buckets = rbus, loggedOnces{rbus, logger}, rbus
 	}
-	store, err := sqlite.Open(filepath.Join(m.DataDir, "cpis.db"), sqlite.Config{Shared: bus != nil})
+	store, err := sqlite.Open(filepath.Join(m.DataDir, dbFile), sqlite.Config{Shared: bus != nil})
 	if err != nil {
 		return err
 	}
@@ -326,8 +334,12 @@ func (m *Main) Run(ctx context.Context) error {
 	default:
 		return fmt.Errorf("--auth %q: want on or off", m.Auth)
 	}
+	endpoints, err := subscription.NewEndpoints(splitList(m.SubscriptionEndpoints))
+	if err != nil {
+		return fmt.Errorf("--subscription-endpoints: %w", err)
+	}
 	engine, err := subscription.New(subscription.Config{Store: store, Queue: store, Codec: codec, Registry: registry,
-		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff, Bus: bus})
+		Logger: logger, Horizon: m.SubscriptionHorizon, BackoffMin: m.SubscriptionBackoff, Endpoints: endpoints, Bus: bus})
 	if err != nil {
 		return err
 	}
@@ -346,6 +358,8 @@ func (m *Main) Run(ctx context.Context) error {
 		Registry:       registry,
 		CursorKey:      cursorKey,
 		Subscriptions:  store,
+
+		SubscriptionEndpoints: endpoints,
 
 		SubscriptionSockets: engine,
 
@@ -544,15 +558,16 @@ func loadKey(path string) ([]byte, error) {
 // the launch and refresh scopes; the role policy narrows it per user.
 const appScope = "launch launch/patient offline_access online_access patient/*.rs user/*.rs patient/Encounter.c user/Encounter.c"
 
-// keysFile is the signing key file in the data folder; replayFile keeps
-// the used client assertion jtis and refresh tokens.
+// dbFile is the store in the data folder; keysFile the signing key file;
+// replayFile keeps the used client assertion jtis and refresh tokens.
 const (
+	dbFile     = "cpis.db"
 	keysFile   = "signing-keys.json"
 	replayFile = "jti.log"
 )
 
 // tokenCommand is cpis token: it prints an access token signed with the
-// data folder's current key and audits the issue in DIR/audit-admin.log.
+// data folder's current key and audits the issue in the audit trail.
 func tokenCommand(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cpis token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -590,8 +605,6 @@ func tokenCommand(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// TODO(audit): write an AuditEvent through the audit trail (issue 7
-	// part B) once it has an API usable with the server stopped.
 	if err := auditAdmin(*dir, "token-issued", map[string]string{"jti": jti, "sub": *sub, "role": *role, "ods": *ods,
 		"sds_role": *sdsRole, "scope": *scope, "patient": *patient, "ttl": ttl.String(), "aud": *base}); err != nil {
 		return err
@@ -600,37 +613,45 @@ func tokenCommand(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// auditAdmin appends one JSON line about an administrator command to
-// DIR/audit-admin.log: when, which command, the operating-system user and
-// the details (never a token or a key).
+// auditAdmin appends the audit record of an administrator's command (when,
+// which command, the operating-system user and the details, never a token
+// or a key) to the data folder's read trail, the hash-chained journal that
+// a running server appends to as well (fhir/journal orders the two).
 func auditAdmin(dir, event string, details map[string]string) error {
-	rec := map[string]any{"time": time.Now().UTC().Format(time.RFC3339Nano), "event": event, "os_user": os.Getenv("USER"), "details": details}
-	b, err := json.Marshal(rec)
+	v := url.Values{}
+	for k, d := range details {
+		if d != "" {
+			v.Set(k, d)
+		}
+	}
+	who := os.Getenv("USER")
+	if u, err := user.Current(); who == "" && err == nil {
+		who = u.Username
+	}
+	rec, err := server.AdminAuditRecord(time.Now(), event, who, v)
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "audit-admin.log"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	j, err := journal.Open(sqlite.ReadAuditPath(filepath.Join(dir, dbFile)), nil)
 	if err != nil {
-		return fmt.Errorf("admin audit log: %w", err)
+		return fmt.Errorf("audit trail: %w", err)
 	}
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("admin audit log: %w", err)
+	if err := j.Append(rec); err != nil {
+		j.Close()
+		return fmt.Errorf("audit trail: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("admin audit log: %w", err)
-	}
-	return f.Close()
+	return j.Close()
 }
 
 // errAuditBroken is the error of cpis audit verify when the chain does not
 // hold.
 var errAuditBroken = errors.New("the audit trail's hash chain is broken")
 
-// auditCommand runs cpis audit verify (check the chain, report the first
-// break) or cpis audit export (print every record that the chain vouches
-// for, one JSON object a line, with seq, recorded and hash).
+// auditCommand runs cpis audit verify (check both chains, the write
+// trail in the store and the read trail in its journal, and report the
+// first break of each) or cpis audit export (print every record that the
+// chains vouch for, one JSON object a line, with trail, seq, recorded and
+// hash).
 func auditCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("cpis audit "+cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -638,7 +659,7 @@ func auditCommand(ctx context.Context, cmd string, args []string, stdout, stderr
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	path := filepath.Join(*dir, "cpis.db")
+	path := filepath.Join(*dir, dbFile)
 	if _, err := os.Stat(path); err != nil {
 		return fmt.Errorf("no store in %s: %w", *dir, err)
 	}
@@ -647,31 +668,51 @@ func auditCommand(ctx context.Context, cmd string, args []string, stdout, stderr
 		return err
 	}
 	defer store.Close()
-	var each func(sqlite.AuditRow) error
+	var export func(trail string, seq, recorded int64, hash []byte, rec []byte) error
+	out := stdout
 	if cmd == "export" {
 		enc := json.NewEncoder(stdout)
-		each = func(r sqlite.AuditRow) error {
+		export = func(trail string, seq, recorded int64, hash []byte, rec []byte) error {
 			return enc.Encode(struct {
+				Trail    string          `json:"trail"`
 				Seq      int64           `json:"seq"`
 				Recorded string          `json:"recorded"`
 				Hash     string          `json:"hash"`
 				Record   json.RawMessage `json:"record"`
-			}{r.Seq, time.UnixMilli(r.Recorded).UTC().Format(time.RFC3339Nano), fmt.Sprintf("%x", r.Hash), r.Record})
+			}{trail, seq, time.UnixMilli(recorded).UTC().Format(time.RFC3339Nano), fmt.Sprintf("%x", hash), rec})
 		}
+		out = stderr
 	}
-	rep, err := store.VerifyAudit(ctx, each)
+	var eachRow func(sqlite.AuditRow) error
+	var eachEntry func(journal.Entry) error
+	if export != nil {
+		eachRow = func(r sqlite.AuditRow) error { return export("writes", r.Seq, r.Recorded, r.Hash, r.Record) }
+		eachEntry = func(e journal.Entry) error { return export("reads", e.Seq, e.Recorded, e.Hash[:], e.Record) }
+	}
+	writes, err := store.VerifyAudit(ctx, eachRow)
 	if err != nil {
 		return err
 	}
-	out := stdout
-	if cmd == "export" {
-		out = stderr
+	reads, err := journal.Verify(store.ReadAuditPath(), eachEntry)
+	if err != nil {
+		return err
 	}
-	if rep.Break != nil {
-		fmt.Fprintf(out, "cpis: audit trail broken at record %d: %s (%d records before it hold)\n", rep.Break.Seq, rep.Break.Reason, rep.Rows)
+	broken := false
+	if b := writes.Break; b != nil {
+		fmt.Fprintf(out, "cpis: write trail broken at record %d: %s (%d records before it hold)\n", b.Seq, b.Reason, writes.Rows)
+		broken = true
+	} else {
+		fmt.Fprintf(out, "cpis: write trail intact: %d records; head %d %x\n", writes.Rows, writes.HeadSeq, writes.HeadHash)
+	}
+	if b := reads.Break; b != nil {
+		fmt.Fprintf(out, "cpis: read trail broken at record %d: %s (%d records before it hold)\n", b.Seq, b.Reason, reads.Entries)
+		broken = true
+	} else {
+		fmt.Fprintf(out, "cpis: read trail intact: %d records; head %d %x\n", reads.Entries, reads.HeadSeq, reads.HeadHash)
+	}
+	if broken {
 		return errAuditBroken
 	}
-	fmt.Fprintf(out, "cpis: audit trail intact: %d records; head %d %x\n", rep.Rows, rep.HeadSeq, rep.HeadHash)
 	return nil
 }
 
@@ -851,7 +892,7 @@ func openRegistry(store *sqlite.Store, dir string) (*smart.Registry, error) {
 // running server reads the change within a second), runs fn on its
 // registry and closes the store.
 func withRegistry(dir string, fn func(*smart.Registry) error) error {
-	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
+	store, err := sqlite.Open(filepath.Join(dir, dbFile), sqlite.Config{})
 	if err != nil {
 		return err
 	}

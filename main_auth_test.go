@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cpis-fhir/cpis/fhir/journal"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server/smart"
 )
@@ -46,9 +47,15 @@ func TestMain_Auth(t *testing.T) {
 	if status, _, body := do(t, client, "GET", base+"/Patient", nil, "Authorization", "Bearer "+tok); status != http.StatusOK {
 		t.Errorf("GET /fhir/Patient with a cpis token: %d %s, want 200", status, body)
 	}
-	log, err := os.ReadFile(filepath.Join(dir, "audit-admin.log"))
-	if err != nil || !strings.Contains(string(log), `"event":"token-issued"`) || strings.Contains(string(log), tok) || strings.Contains(string(log), tok[strings.LastIndex(tok, ".")+1:]) {
-		t.Errorf("audit-admin.log %q (%v): want a token-issued line without the token", log, err)
+	// The token's issue is in the read trail the running server appends
+	// to, in one intact chain, without the token.
+	trail := sqlite.ReadAuditPath(filepath.Join(dir, dbFile))
+	log, err := os.ReadFile(trail)
+	if err != nil || !strings.Contains(string(log), `"interaction":"admin:token-issued"`) || strings.Contains(string(log), tok) || strings.Contains(string(log), tok[strings.LastIndex(tok, ".")+1:]) {
+		t.Errorf("read trail %q (%v): want a token-issued record without the token", log, err)
+	}
+	if rep, err := journal.Verify(trail, nil); err != nil || rep.Break != nil || rep.Entries < 2 {
+		t.Errorf("read trail after cpis token beside the server: %+v %v, want an intact chain of the request and the token", rep, err)
 	}
 	var out, errs bytes.Buffer
 	if err := run(context.Background(), []string{"keys", "rotate", "--data", dir}, &out, &errs); err != nil {
@@ -161,8 +168,8 @@ func TestMain_ClientAndUserAdd(t *testing.T) {
 			t.Errorf("%s holds a secret or a password in clear", f)
 		}
 	}
-	if st, _ := os.Stat(filepath.Join(dir, "audit-admin.log")); st == nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("audit-admin.log: %v, want mode 0600", st)
+	if st, _ := os.Stat(sqlite.ReadAuditPath(filepath.Join(dir, dbFile))); st == nil || st.Mode().Perm() != 0o600 {
+		t.Errorf("read trail: %v, want mode 0600", st)
 	}
 	store, reg := openRegistryOf(t, dir)
 	b, err := store.Setting(context.Background(), "smart.clients")

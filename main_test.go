@@ -433,6 +433,7 @@ func TestMain_Run(t *testing.T) {
 		{"unknown flag", []string{"serve", "--bogus"}, "flag provided but not defined: -bogus", "", "-bogus"},
 		{"serve -h", []string{"serve", "-h"}, "ErrHelp", "", "-addr"},
 		{"bad log level", []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-level", "loud"}, "--log-level", "", ""},
+		{"bad subscription endpoints", []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--subscription-endpoints", "ftp://la.example/"}, "--subscription-endpoints", "", ""},
 		// The context has already ended, so serve starts and shuts down at once.
 		{"serve", []string{"serve", "--addr", "127.0.0.1:0", "--data", dir, "--log-level", "error"}, "", "cpis: serving FHIR R4 at http://127.0.0.1:", ""},
 	} {

@@ -60,6 +60,11 @@ type Restriction struct {
 	// Types maps a resource type to the filters (ANDed) its resources must
 	// match; nil or empty filters reach every resource of the type.
 	Types map[string][]Filter
+	// Base, when set, holds the types that Types does not (Types wins): a
+	// restriction shared by many searches, such as the part of a
+	// principal's that does not depend on the search. Shared filters must
+	// not be changed.
+	Base *Restriction
 }
 
 // Reaches reports whether resources of typ may be reached at all.
@@ -67,8 +72,23 @@ func (r *Restriction) Reaches(typ string) bool {
 	if r == nil {
 		return true
 	}
-	_, ok := r.Types[typ]
+	_, ok := r.Filters(typ)
 	return ok
+}
+
+// Filters returns the filters of typ, from Types or else Base, and
+// whether typ may be reached at all. A nil Restriction reaches every type
+// with no filter.
+func (r *Restriction) Filters(typ string) ([]Filter, bool) {
+	if r == nil {
+		return nil, true
+	}
+	for ; r != nil; r = r.Base {
+		if fs, ok := r.Types[typ]; ok {
+			return fs, true
+		}
+	}
+	return nil, false
 }
 
 // Filter is one search parameter occurrence: its values are ORed.

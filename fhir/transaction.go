@@ -35,6 +35,15 @@ type BundleOptions struct {
 	// before anything is written; its error fails the entry (and so a
 	// transaction), named as the entry.
 	Check func(p *Parsed) error
+	// SearchEntry, when set, makes the search that a search entry
+	// (GET Type?query) runs, in place of ParseSearch with the service's
+	// registry, so that a server's own search rules apply to entries as to
+	// its search interaction. The function it returns, when not nil, is
+	// given the page found and returns an OperationOutcome (JSON; nil for
+	// none) that the entry's searchset carries as its last entry
+	// (search.mode outcome). An error from either fails the entry. In a
+	// transaction both run on the store's single writer.
+	SearchEntry func(typ string, params url.Values, base string) (*Search, func(*SearchPage) (json.RawMessage, error), error)
 }
 
 // BundleResult is the outcome of a batch or transaction Bundle: one entry
@@ -734,17 +743,19 @@ func (s *Service) readEntry(tx Tx, e *entry, base string, opts BundleOptions) er
 		if err != nil {
 			return Errorf(IssueInvalid, "the search of the entry is not a valid query string")
 		}
-		reg := s.Registry
-		if reg == nil {
-			reg = NewSearchRegistry()
-		}
-		q, err := ParseSearch(e.typ, vals, SearchOptions{Registry: reg, BaseURL: base})
+		q, done, err := s.searchEntry(e.typ, vals, base, opts)
 		if err != nil {
 			return err
 		}
 		page, err := tx.Search(q, nil, false)
 		if err != nil {
 			return err
+		}
+		var outcome json.RawMessage
+		if done != nil {
+			if outcome, err = done(page); err != nil {
+				return err
+			}
 		}
 		sb := NewBundle("searchset")
 		if page.Total >= 0 {
@@ -762,6 +773,9 @@ func (s *Service) readEntry(tx Tx, e *entry, base string, opts BundleOptions) er
 				}
 				sb.Entry = append(sb.Entry, BundleEntry{FullURL: base + "/" + r.Ref(), Resource: body, Search: &BundleSearch{Mode: set.mode}})
 			}
+		}
+		if outcome != nil {
+			sb.Entry = append(sb.Entry, BundleEntry{Resource: outcome, Search: &BundleSearch{Mode: "outcome"}})
 		}
 		body, err := json.Marshal(sb)
 		if err != nil {
@@ -792,6 +806,20 @@ func (s *Service) readEntry(tx Tx, e *entry, base string, opts BundleOptions) er
 		e.out.Body = r.JSON
 	}
 	return nil
+}
+
+// searchEntry makes the search of a search entry: by opts.SearchEntry
+// when set, else by ParseSearch with the service's registry.
+func (s *Service) searchEntry(typ string, params url.Values, base string, opts BundleOptions) (*Search, func(*SearchPage) (json.RawMessage, error), error) {
+	if opts.SearchEntry != nil {
+		return opts.SearchEntry(typ, params, base)
+	}
+	reg := s.Registry
+	if reg == nil {
+		reg = NewSearchRegistry()
+	}
+	q, err := ParseSearch(typ, params, SearchOptions{Registry: reg, BaseURL: base})
+	return q, nil, err
 }
 
 // vreadTx reads version v; inside a transaction only the current version

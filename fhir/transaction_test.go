@@ -2,9 +2,11 @@ package fhir_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -157,5 +159,58 @@ func TestConditionalCreate_Service(t *testing.T) {
 	_, _, err = svc.ConditionalCreate(ctx, parseBody(t, svc, patient("9990000034")), cond, "")
 	if !errors.Is(err, fhir.ErrMultipleMatches) {
 		t.Errorf("with two matches: err %v, want ErrMultipleMatches", err)
+	}
+}
+
+// TestBundle_SearchEntryHook: BundleOptions.SearchEntry makes the search a
+// search entry runs (here it adds a filter), in a batch and in a
+// transaction; its outcome is the searchset's last entry and its error
+// fails the entry.
+func TestBundle_SearchEntryHook(t *testing.T) {
+	svc, _ := newService(t)
+	ctx := context.Background()
+	for _, nhs := range []string{"9990000018", "9990000026"} {
+		if _, err := svc.Create(ctx, parseBody(t, svc, patient(nhs))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hook := func(typ string, params url.Values, base string) (*fhir.Search, func(*fhir.SearchPage) (json.RawMessage, error), error) {
+		if params.Has("refuse") {
+			return nil, nil, fhir.Errorf(fhir.IssueInvalid, "refused")
+		}
+		params.Set("identifier", nhsSys+"|9990000026")
+		q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{Registry: svc.Registry, BaseURL: base})
+		return q, func(page *fhir.SearchPage) (json.RawMessage, error) {
+			return json.RawMessage(`{"resourceType":"OperationOutcome","issue":[{"severity":"information","code":"informational","diagnostics":"` +
+				strconv.Itoa(len(page.Matches)) + ` found"}]}`), nil
+		}, err
+	}
+	for _, typ := range []string{"batch", "transaction"} {
+		body := `{"resourceType":"Bundle","type":"` + typ + `","entry":[{"request":{"method":"GET","url":"Patient"}}]}`
+		res, err := svc.Bundle(ctx, parseBody(t, svc, body), fhir.BundleOptions{BaseURL: "http://x/fhir", SearchEntry: hook})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sb struct {
+			Entry []struct {
+				Resource json.RawMessage
+				Search   struct{ Mode string }
+			}
+		}
+		if err := json.Unmarshal(res.Entries[0].Body, &sb); err != nil {
+			t.Fatal(err)
+		}
+		if len(sb.Entry) != 2 || sb.Entry[0].Search.Mode != "match" || !strings.Contains(string(sb.Entry[0].Resource), "9990000026") ||
+			sb.Entry[1].Search.Mode != "outcome" || !strings.Contains(string(sb.Entry[1].Resource), "1 found") {
+			t.Errorf("%s: searchset %s, want the hook's one match and its outcome last", typ, res.Entries[0].Body)
+		}
+	}
+	body := `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient?refuse=1"}}]}`
+	res, err := svc.Bundle(ctx, parseBody(t, svc, body), fhir.BundleOptions{BaseURL: "http://x/fhir", SearchEntry: hook})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := res.Entries[0].Err; e == nil || !strings.Contains(e.Error(), "refused") {
+		t.Errorf("batch entry refused by the hook: error %v, want the hook's", e)
 	}
 }

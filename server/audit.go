@@ -17,12 +17,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cpis-fhir/cpis/conformance"
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/gin-gonic/gin"
 )
 
@@ -132,6 +135,15 @@ func (ev *auditEvent) addPatient(p string) {
 	ev.rec.Patients = append(ev.rec.Patients, p)
 }
 
+// AdminAuditRecord is the audit record of an administrator's command run
+// beside the server (cpis token, client add, user add, keys rotate): the
+// interaction admin:<command>, the operating-system user as the subject,
+// the details as the query.
+func AdminAuditRecord(now time.Time, command, osUser string, details url.Values) ([]byte, error) {
+	return json.Marshal(&auditRecord{Time: fhir.FormatInstant(now), Subject: "os:" + osUser, ClientID: "cpis-cli",
+		Role: "admin", Interaction: "admin:" + command, Method: "CLI", Path: command, Query: details.Encode()})
+}
+
 // nhsInQuery finds NHS numbers given with their system in a query.
 var nhsInQuery = regexp.MustCompile(`nhs-number\|([0-9]{10})`)
 
@@ -158,8 +170,11 @@ func (s *Server) auditRequest(c *gin.Context) {
 		ev.rec.Subject, ev.rec.ClientID, ev.rec.Role, ev.rec.ODS, ev.rec.SDSRole, ev.rec.TokenID = p.Subject, p.ClientID, string(p.Role), p.ODS, p.SDSRole, p.TokenID
 	}
 	if c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead || strings.HasSuffix(c.Request.URL.Path, "/_search") {
-		// DOMAIN rule 3: missing means true; just recorded for now.
-		u := !strings.EqualFold(strings.TrimSpace(c.GetHeader("IsUnscheduledAccessEvent")), "false")
+		// DOMAIN rule 3: missing means true; a scheduled-setting
+		// clinician's read is scheduled whatever the header says (its
+		// token's setting is verified, the header is not).
+		u := !strings.EqualFold(strings.TrimSpace(c.GetHeader("IsUnscheduledAccessEvent")), "false") &&
+			(p == nil || p.Role != smart.RoleClinicianScheduled)
 		ev.rec.Unscheduled = &u
 	}
 	c.Request = c.Request.WithContext(context.WithValue(c.Request.Context(), auditKey{}, ev))

@@ -8,8 +8,11 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/cpis-fhir/cpis/fhir/journal"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
+	"github.com/cpis-fhir/cpis/server"
 )
 
 type auditRec struct {
@@ -19,27 +22,41 @@ type auditRec struct {
 	Patients, Resources, Written                                                           []string
 }
 
-func auditRows(t *testing.T, st *sqlite.Store) []auditRec {
+// auditMark is how many records each trail holds: the write trail's and
+// the read trail's.
+type auditMark [2]int64
+
+// auditRows returns the records of both trails after mark, each trail
+// verified: the write trail's, then the read trail's; and the new mark.
+func auditRows(t *testing.T, st *sqlite.Store, after auditMark) ([]auditRec, auditMark) {
 	t.Helper()
 	var out []auditRec
-	rep, err := st.VerifyAudit(context.Background(), func(r sqlite.AuditRow) error {
+	add := func(seq, after int64, rec []byte) error {
+		if seq <= after {
+			return nil
+		}
 		var a auditRec
-		if err := json.Unmarshal(r.Record, &a); err != nil {
+		if err := json.Unmarshal(rec, &a); err != nil {
 			return err
 		}
 		out = append(out, a)
 		return nil
-	})
-	if err != nil || rep.Break != nil {
-		t.Fatalf("VerifyAudit: %v %+v", err, rep)
 	}
-	return out
+	writes, err := st.VerifyAudit(context.Background(), func(r sqlite.AuditRow) error { return add(r.Seq, after[0], r.Record) })
+	if err != nil || writes.Break != nil {
+		t.Fatalf("VerifyAudit: %v %+v", err, writes)
+	}
+	reads, err := journal.Verify(st.ReadAuditPath(), func(e journal.Entry) error { return add(e.Seq, after[1], e.Record) })
+	if err != nil || reads.Break != nil {
+		t.Fatalf("journal.Verify: %v %+v", err, reads)
+	}
+	return out, auditMark{writes.HeadSeq, reads.HeadSeq}
 }
 
 func TestAudit_Records(t *testing.T) {
 	w := newPolicyWorld(t)
 	ts := w.ts
-	before := len(auditRows(t, ts.Store))
+	_, before := auditRows(t, ts.Store, auditMark{})
 	nhs := w.nhs[1]
 
 	// A scheduled look-up by NHS number in a form body.
@@ -48,6 +65,9 @@ func TestAudit_Records(t *testing.T) {
 		"IsUnscheduledAccessEvent", "false", "X-Request-Id", "req-lookup")...).wantStatus(t, http.StatusOK)
 	// A refused search.
 	do(t, http.MethodGet, ts.Base+"/Flag?status=active", "", append(bearer(w.cl), "X-Request-Id", "req-refused")...).wantStatus(t, http.StatusForbidden)
+	// A scheduled-setting clinician's look-up without the header is
+	// scheduled: its token's setting is verified, the header is not.
+	do(t, http.MethodGet, ts.Base+"/Flag?"+form, "", append(bearer(w.cls), "X-Request-Id", "req-scheduled")...).wantStatus(t, http.StatusOK)
 	// A council's write.
 	body := strings.Replace(cpisPatient("", nhs, "female", "2015-04-01", false, false), `"gender"`,
 		`"managingOrganization":{"identifier":{"system":"`+odsSys+`","value":"`+councilA+`"}},"gender"`, 1)
@@ -56,13 +76,16 @@ func TestAudit_Records(t *testing.T) {
 	do(t, http.MethodGet, ts.Base+"/metadata", "").wantStatus(t, http.StatusOK)
 	do(t, http.MethodGet, ts.Base+"/ValueSet?_summary=count", "", bearer(w.cl)...).wantStatus(t, http.StatusOK)
 
-	rows := auditRows(t, ts.Store)[before:]
+	rows, _ := auditRows(t, ts.Store, before)
 	byReq := map[string][]auditRec{}
 	for _, r := range rows {
 		byReq[r.Request] = append(byReq[r.Request], r)
 	}
-	if len(rows) != 4 {
-		t.Fatalf("%d new audit records, want 4 (look-up, refusal, write's commit, write): %+v", len(rows), rows)
+	if len(rows) != 5 {
+		t.Fatalf("%d new audit records, want 5 (look-up, refusal, scheduled look-up, write's commit, write): %+v", len(rows), rows)
+	}
+	if r := byReq["req-scheduled"]; len(r) != 1 || r[0].Unscheduled == nil || *r[0].Unscheduled {
+		t.Errorf("scheduled clinician's record %+v: want unscheduled false", r)
 	}
 	l := byReq["req-lookup"]
 	if len(l) != 1 || l[0].Role != "clinician-unscheduled" || l[0].Sub != "dr-1" || l[0].Client != "epr" || l[0].Ods != siteODS || l[0].Jti == "" ||
@@ -142,6 +165,19 @@ func TestAudit_AuditEventSearch(t *testing.T) {
 	}
 	if got := find("patient:identifier=" + url.QueryEscape(nhsSys+"|"+w.nhs[2])); len(got) != 0 {
 		t.Errorf("AuditEvent by another child: %d events of the look-up, want 0", len(got))
+	}
+	// An administrator's command beside the server (cpis token) is in the
+	// read trail and projected like a request.
+	rec, err := server.AdminAuditRecord(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC), "token-issued", "tester", url.Values{"role": {"la"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Store.AppendAudit(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	adm := getSearchset(t, ts, "AuditEvent?agent:identifier="+url.QueryEscape("https://fhir.cpis-fhir.org/Id/principal|os:tester")).mode("match")
+	if b, _ := json.Marshal(adm); len(adm) != 1 || !strings.Contains(string(b), `"outcomeDesc":"cpis token-issued on the command line"`) || strings.Contains(string(b), "subtype") {
+		t.Errorf("AuditEvent of cpis token: %s; want one, described, without a REST subtype", adm)
 	}
 	do(t, http.MethodGet, ts.Base+"/AuditEvent", "", bearer(w.cl)...).wantStatus(t, http.StatusForbidden)
 	// A council reads the access history of its children, never the

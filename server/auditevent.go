@@ -19,19 +19,24 @@ import (
 	"strings"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/journal"
 	"github.com/cpis-fhir/cpis/server/smart"
 	"github.com/gin-gonic/gin"
 )
 
-// auditTrail is a store whose audit trail can be projected (sqlite.Store).
+// auditTrail is a store whose audit trail can be projected (sqlite.Store):
+// the write trail in the store, the read trail in a journal file.
 type auditTrail interface {
 	EachAudit(ctx context.Context, after int64, limit int, fn func(seq, recorded int64, rec []byte) error) error
 	AuditProjected(ctx context.Context) (int64, error)
+	ReadAuditPath() string
+	ReadAuditProjected(ctx context.Context) (seq, pos int64, err error)
 }
 
-// txAuditProjection marks, in a write, how far the trail is projected.
+// txAuditProjection marks, in a write, how far each trail is projected.
 type txAuditProjection interface {
 	SetAuditProjected(seq int64) error
+	SetReadAuditProjected(seq, pos int64) error
 }
 
 // auditProjectBatch is how many records one projection transaction takes.
@@ -52,7 +57,16 @@ func (s *Server) catchUpAudit(c *gin.Context, typ string) error {
 	return s.projectAudit(context.WithoutCancel(c.Request.Context()))
 }
 
-// projectAudit brings the AuditEvent projection up to the trail's head.
+// auditRow is a record of a trail to project: AuditEvent/{id} is made of
+// rec.
+type auditRow struct {
+	id  string
+	rec []byte
+}
+
+// projectAudit brings the AuditEvent projection up to the heads of both
+// trails: the write trail's records become AuditEvent/audit-{seq}, the
+// read trail's AuditEvent/audit-r{seq}.
 func (s *Server) projectAudit(ctx context.Context) error {
 	trail, ok := s.store.(auditTrail)
 	if !ok {
@@ -65,64 +79,92 @@ func (s *Server) projectAudit(ctx context.Context) error {
 		return err
 	}
 	for {
-		type row struct {
-			seq int64
-			p   *fhir.Parsed
-		}
-		var rows []row
+		var rows []auditRow
+		last := done
 		err := trail.EachAudit(ctx, done, auditProjectBatch, func(seq, recorded int64, rec []byte) error {
-			b, err := auditEventJSON(seq, rec)
-			if err != nil {
-				return err
+			rows = append(rows, auditRow{"audit-" + strconv.FormatInt(seq, 10), rec})
+			last = seq
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			break
+		}
+		if err := s.projectRows(ctx, rows, func(m txAuditProjection) error { return m.SetAuditProjected(last) }); err != nil {
+			return err
+		}
+		done = last
+	}
+	seq, pos, err := trail.ReadAuditProjected(ctx)
+	if err != nil {
+		return err
+	}
+	for {
+		var rows []auditRow
+		err := journal.Each(trail.ReadAuditPath(), pos, func(e journal.Entry) error {
+			rows = append(rows, auditRow{"audit-r" + strconv.FormatInt(e.Seq, 10), append([]byte(nil), e.Record...)})
+			seq, pos = e.Seq, e.Next
+			if len(rows) == auditProjectBatch {
+				return journal.ErrStop
 			}
-			p, err := s.codec.Parse(b)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, row{seq, p})
 			return nil
 		})
 		if err != nil || len(rows) == 0 {
 			return err
 		}
-		err = s.store.Write(ctx, func(tx fhir.Tx) error {
-			for _, r := range rows {
-				id := "audit-" + strconv.FormatInt(r.seq, 10)
-				var version int64 = 1
-				method := fhir.MethodCreate
-				if cur, err := tx.Read("AuditEvent", id); err == nil {
-					version, method = cur.VersionID+1, fhir.MethodUpdate
-				} else if !fhir.IsNotFound(err) {
-					return err
-				}
-				r.p.Stamp(id, version, tx.Now())
-				b, err := s.codec.Marshal(r.p)
-				if err != nil {
-					return err
-				}
-				idx, err := s.svc.Indexer.Index("AuditEvent", b)
-				if err != nil {
-					return err
-				}
-				if err := tx.Put(&fhir.Resource{Type: "AuditEvent", ID: id, VersionID: version, LastUpdated: tx.Now(), Method: method, JSON: b, Index: idx}); err != nil {
-					return err
-				}
-			}
-			mark, ok := tx.(txAuditProjection)
-			if !ok {
-				return fhir.Errorf(fhir.IssueException, "the store cannot record the audit projection")
-			}
-			return mark.SetAuditProjected(rows[len(rows)-1].seq)
-		})
-		if err != nil {
+		if err := s.projectRows(ctx, rows, func(m txAuditProjection) error { return m.SetReadAuditProjected(seq, pos) }); err != nil {
 			return err
 		}
-		done = rows[len(rows)-1].seq
 	}
 }
 
+// projectRows writes the AuditEvents of rows and, in the same
+// transaction, the trail's mark.
+func (s *Server) projectRows(ctx context.Context, rows []auditRow, mark func(txAuditProjection) error) error {
+	parsed := make([]*fhir.Parsed, len(rows))
+	for i, r := range rows {
+		b, err := auditEventJSON(r.rec)
+		if err != nil {
+			return err
+		}
+		if parsed[i], err = s.codec.Parse(b); err != nil {
+			return err
+		}
+	}
+	return s.store.Write(ctx, func(tx fhir.Tx) error {
+		for i, r := range rows {
+			var version int64 = 1
+			method := fhir.MethodCreate
+			if cur, err := tx.Read("AuditEvent", r.id); err == nil {
+				version, method = cur.VersionID+1, fhir.MethodUpdate
+			} else if !fhir.IsNotFound(err) {
+				return err
+			}
+			parsed[i].Stamp(r.id, version, tx.Now())
+			b, err := s.codec.Marshal(parsed[i])
+			if err != nil {
+				return err
+			}
+			idx, err := s.svc.Indexer.Index("AuditEvent", b)
+			if err != nil {
+				return err
+			}
+			if err := tx.Put(&fhir.Resource{Type: "AuditEvent", ID: r.id, VersionID: version, LastUpdated: tx.Now(), Method: method, JSON: b, Index: idx}); err != nil {
+				return err
+			}
+		}
+		m, ok := tx.(txAuditProjection)
+		if !ok {
+			return fhir.Errorf(fhir.IssueException, "the store cannot record the audit projection")
+		}
+		return mark(m)
+	})
+}
+
 // auditEventJSON is the AuditEvent of one audit record.
-func auditEventJSON(seq int64, rec []byte) ([]byte, error) {
+func auditEventJSON(rec []byte) ([]byte, error) {
 	var r auditRecord
 	if err := json.Unmarshal(rec, &r); err != nil {
 		return nil, err
@@ -183,10 +225,15 @@ func auditEventJSON(seq int64, rec []byte) ([]byte, error) {
 		outcome = "4"
 	}
 	desc := "committed"
-	if r.Status != 0 {
+	switch {
+	case interaction == "admin":
+		desc = "cpis " + r.Path + " on the command line"
+	case r.Status != 0:
 		desc = "HTTP " + strconv.Itoa(r.Status)
 	}
-	desc += "; request " + r.RequestID
+	if r.RequestID != "" {
+		desc += "; request " + r.RequestID
+	}
 	ae := map[string]any{
 		"resourceType": "AuditEvent",
 		"type":         coding{System: "http://terminology.hl7.org/CodeSystem/audit-event-type", Code: "rest", Display: "RESTful Operation"},
@@ -196,7 +243,7 @@ func auditEventJSON(seq int64, rec []byte) ([]byte, error) {
 		"outcomeDesc":  desc,
 		"source":       map[string]any{"site": "cpis", "observer": ref{Display: "cpis"}},
 	}
-	if interaction != "unknown" && interaction != "" {
+	if interaction != "unknown" && interaction != "" && interaction != "admin" {
 		ae["subtype"] = []coding{{System: "http://hl7.org/fhir/restful-interaction", Code: interaction}}
 	}
 	who := agent{Who: ref{Identifier: &ident{PrincipalSystem, r.Subject}}, AltID: r.ClientID, Requestor: true}

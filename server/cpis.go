@@ -102,13 +102,20 @@ func notesOf(ctx context.Context) *cpisNotes {
 // token; anything else is not echoed.
 var traceID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
-// cpisRequest is the middleware of the national API's headers: it echoes
-// TraceID, refuses an IsUnscheduledAccessEvent that is neither true nor
-// false, and gives the request its cpisNotes.
-func (s *Server) cpisRequest(c *gin.Context) {
+// echoTraceID is the first middleware of the FHIR API: it echoes the
+// national API's TraceID on every answer, refusals of authentication and
+// rate limits included.
+func echoTraceID(c *gin.Context) {
 	if t := c.GetHeader("TraceID"); t != "" && traceID.MatchString(t) {
 		c.Header("TraceID", t)
 	}
+	c.Next()
+}
+
+// cpisRequest is the middleware of the national API's headers: it refuses
+// an IsUnscheduledAccessEvent that is neither true nor false, and gives
+// the request its cpisNotes.
+func (s *Server) cpisRequest(c *gin.Context) {
 	if vs := c.Request.Header.Values("IsUnscheduledAccessEvent"); len(vs) > 0 {
 		if _, ok := unscheduledHeader(c); !ok {
 			s.fail(c, &fhir.Error{Code: fhir.IssueInvalid, Message: "the IsUnscheduledAccessEvent header must be true or false",
@@ -182,6 +189,16 @@ func paramName(f *fhir.Filter) string {
 	return f.Param.Name
 }
 
+// cpisSearch applies the national API's rules to a parsed search q: an
+// NHS number that fails its check digit is refused (checkNHSNumbers) and
+// a CP-IS lookup is prepared (cpisLookup, nil when q is not one).
+func (s *Server) cpisSearch(ctx context.Context, q *fhir.Search) (*lookup, error) {
+	if err := checkNHSNumbers(q.Filters); err != nil {
+		return nil, err
+	}
+	return s.cpisLookup(ctx, q)
+}
+
 // lookup is what cpisLookup found out about a CP-IS lookup.
 type lookup struct {
 	superseded bool
@@ -234,6 +251,12 @@ func (s *Server) cpisLookup(ctx context.Context, q *fhir.Search) (*lookup, error
 	return lk, nil
 }
 
+// identifierSet is a store that tells, without a query, that no resource
+// carries an identifier (sqlite.Store).
+type identifierSet interface {
+	MayHoldIdentifier(typ, code, system, value string) bool
+}
+
 // maxSupersession bounds the replaced-by links a lookup follows.
 const maxSupersession = 5
 
@@ -248,6 +271,9 @@ func (s *Server) replacement(ctx context.Context, nhs string) (string, error) {
 	}
 	seen := map[string]bool{nhs: true}
 	for range maxSupersession {
+		if ids, ok := s.store.(identifierSet); ok && !ids.MayHoldIdentifier("Patient", "identifier", nhsNumberSystem, nhs) {
+			return nhs, nil // no Patient has the number (99% of lookups)
+		}
 		page, err := s.store.Search(ctx, &fhir.Search{Type: "Patient", Count: 2, Total: fhir.TotalNone,
 			Filters: []fhir.Filter{{Param: ident, Values: []fhir.Value{{System: nhsNumberSystem, HasSystem: true, Code: nhs}}}}}, nil, false)
 		if err != nil {

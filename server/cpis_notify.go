@@ -2,7 +2,8 @@ package server
 
 // CP-IS notifications (DOMAIN.md rule 4): an unscheduled contact with a
 // child who holds a current CP-IS record (an Encounter posted by an
-// unscheduled-care organisation; later also an unscheduled lookup) makes
+// unscheduled-care organisation, or an unscheduled CP-IS read, see
+// cpis_access.go) makes
 // one Communication per council holding a current record, written in the
 // same store transaction as the contact, so that an acknowledged contact
 // never lacks its notifications. At most one per (child, care
@@ -75,12 +76,12 @@ type contact struct {
 
 // jsonRef is the part of a Reference the workflow reads.
 type jsonRef struct {
-	Reference  string `json:"reference,omitempty"`
+	Display    string `json:"display,omitempty"`
 	Identifier *struct {
 		System string `json:"system,omitempty"`
 		Value  string `json:"value,omitempty"`
 	} `json:"identifier,omitempty"`
-	Display string `json:"display,omitempty"`
+	Reference string `json:"reference,omitempty"`
 }
 
 func (r *jsonRef) identifier(system string) string {
@@ -91,9 +92,9 @@ func (r *jsonRef) identifier(system string) string {
 }
 
 type jsonCoding struct {
-	System  string `json:"system,omitempty"`
 	Code    string `json:"code,omitempty"`
 	Display string `json:"display,omitempty"`
+	System  string `json:"system,omitempty"`
 }
 
 type jsonConcept struct {

@@ -108,11 +108,22 @@ func encounter(subject string) string {
 
 func (w *cpisWorld) uploadChild(t *testing.T, tok, ods, nhs, plan, start, end, birth string) (patient string) {
 	t.Helper()
+	return w.uploadRecords(t, tok, ods, nhs, plan, start, end, birth)[0]
+}
+
+// uploadRecords uploads a child's record as uploadChild does and returns
+// the Patient, Flag, CarePlan and CareTeam written (Type/id).
+func (w *cpisWorld) uploadRecords(t *testing.T, tok, ods, nhs, plan, start, end, birth string) []string {
+	t.Helper()
 	b := postBundle(t, w.ts, upload(ods, nhs, plan, start, end, birth), "transaction-response", bearer(tok)...)
 	if got := strings.Join(b.statuses(), " "); got != "201 201 201 201" {
 		t.Fatalf("council %s upload: statuses %s, want 201 201 201 201", ods, got)
 	}
-	return strings.SplitN(strings.TrimPrefix(b.Entry[0].Response.Location, w.ts.Base+"/"), "/_history", 2)[0]
+	var refs []string
+	for _, e := range b.Entry {
+		refs = append(refs, strings.SplitN(strings.TrimPrefix(e.Response.Location, w.ts.Base+"/"), "/_history", 2)[0])
+	}
+	return refs
 }
 
 // searchset decodes a searchset Bundle.
@@ -403,6 +414,11 @@ func TestCPIS_LookupHeadersAndErrors(t *testing.T) {
 	res := do(t, http.MethodGet, ts.Base+"/"+q, "", append(bearer(w.cl), "TraceID", "8d7c6f02-0a4f-4c35-9a52-5d3d9e5d1b61")...).wantStatus(t, http.StatusOK)
 	if got := res.Header.Get("TraceID"); got != "8d7c6f02-0a4f-4c35-9a52-5d3d9e5d1b61" {
 		t.Errorf("TraceID echoed %q", got)
+	}
+	// Also on a refusal before the request is authenticated.
+	res = do(t, http.MethodGet, ts.Base+"/"+q, "", "Authorization", "Bearer not-a-token", "TraceID", "trace-401").wantStatus(t, http.StatusUnauthorized)
+	if got := res.Header.Get("TraceID"); got != "trace-401" {
+		t.Errorf("TraceID echoed on a 401: %q", got)
 	}
 	bad := nhs[:9] + string('0'+(nhs[9]-'0'+1)%10)
 	spine(t, do(t, http.MethodGet, ts.Base+"/"+lookupQuery("CareTeam", bad), "", bearer(w.cl)...), http.StatusBadRequest, "invalid", "INVALID_SEARCH_DATA")

@@ -55,22 +55,35 @@ func newCursorSealer(key []byte) (*cursorSealer, error) {
 
 func (cs *cursorSealer) seal(st pageState) string {
 	plain, _ := json.Marshal(st)
+	return cs.sealBytes(plain, nil)
+}
+
+// sealBytes seals plain with the additional data purpose (which keeps
+// what is sealed for one purpose from opening for another).
+func (cs *cursorSealer) sealBytes(plain, purpose []byte) string {
 	nonce := make([]byte, cs.aead.NonceSize(), cs.aead.NonceSize()+len(plain)+cs.aead.Overhead())
 	rand.Read(nonce)
-	return base64.RawURLEncoding.EncodeToString(cs.aead.Seal(nonce, nonce, plain, nil))
+	return base64.RawURLEncoding.EncodeToString(cs.aead.Seal(nonce, nonce, plain, purpose))
+}
+
+// openBytes opens what sealBytes sealed for purpose; false when s is not
+// that.
+func (cs *cursorSealer) openBytes(s string, purpose []byte) ([]byte, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	ns := cs.aead.NonceSize()
+	if err != nil || len(b) < ns+cs.aead.Overhead() {
+		return nil, false
+	}
+	plain, err := cs.aead.Open(nil, b[:ns], b[ns:], purpose)
+	return plain, err == nil
 }
 
 var errBadCursor = fhir.Errorf(fhir.IssueInvalid, "_cursor is not a paging link this server made (or it was made with another key); run the search again")
 
 func (cs *cursorSealer) open(s string) (pageState, url.Values, error) {
 	var st pageState
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	ns := cs.aead.NonceSize()
-	if err != nil || len(b) < ns+cs.aead.Overhead() {
-		return st, nil, errBadCursor
-	}
-	plain, err := cs.aead.Open(nil, b[:ns], b[ns:], nil)
-	if err != nil {
+	plain, ok := cs.openBytes(s, nil)
+	if !ok {
 		return st, nil, errBadCursor
 	}
 	if err := json.Unmarshal(plain, &st); err != nil {

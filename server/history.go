@@ -94,6 +94,10 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 	if params.Get("_count") == "0" {
 		page.Versions, page.Next = nil, 0
 	}
+	if err := s.noteAccess(c, seenRecords{records: page.Versions}); err != nil {
+		s.fail(c, err)
+		return
+	}
 	base := s.baseURL(c)
 	b := fhir.NewBundle("history")
 	b.Meta = &fhir.BundleMeta{LastUpdated: fhir.FormatInstant(s.cfg.Now())}

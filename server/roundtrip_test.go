@@ -239,7 +239,8 @@ func newRoundTripper(t *testing.T) *roundTripper {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(store, codec, server.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv, err := server.New(store, codec, server.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SubscriptionEndpoints: loopbackEndpoints(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -151,11 +151,7 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 		return
 	}
 	q.Compartment = comp
-	if err := checkNHSNumbers(q.Filters); err != nil {
-		s.fail(c, err)
-		return
-	}
-	lk, err := s.cpisLookup(c.Request.Context(), q)
+	lk, err := s.cpisSearch(c.Request.Context(), q)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -168,7 +164,12 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 		s.fail(c, err)
 		return
 	}
-	if err := s.noteAccess(c, lk, page); err != nil {
+	counted, err := s.countedRecords(c.Request.Context(), unscheduledViewer(c), q, page)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.noteAccess(c, seenIn(lk, counted)); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -224,20 +225,12 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 			b.Entry = append(b.Entry, fhir.BundleEntry{FullURL: base + "/" + r.Ref(), Resource: body, Search: &fhir.BundleSearch{Mode: set.mode}})
 		}
 	}
-	issues := lookupIssues(lk, len(page.Matches))
-	if len(q.Ignored) > 0 {
-		issues = append(issues, fhir.Issue{
-			Severity:    fhir.SeverityWarning,
-			Code:        fhir.IssueNotSupported,
-			Diagnostics: "these parameters are unknown or not supported here and were ignored: " + strings.Join(q.Ignored, ", "),
-		})
+	oo, err := s.searchOutcome(lk, q, page)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
-	if len(issues) > 0 {
-		oo, err := s.outcomeJSON(issues, len(q.Ignored) == 0)
-		if err != nil {
-			s.fail(c, err)
-			return
-		}
+	if oo != nil {
 		b.Entry = append(b.Entry, fhir.BundleEntry{Resource: oo, Search: &fhir.BundleSearch{Mode: "outcome"}})
 	}
 	out, err := json.Marshal(b)
@@ -277,6 +270,24 @@ func preferHandling(c *gin.Context) string {
 // outcomes of lookups (no record held, superseded number) are marshalled
 // once and kept (cache), which saves about 5 µs on each lookup of a child
 // with no record; outcomes naming client input are not kept.
+// searchOutcome is the OperationOutcome a searchset carries as its last
+// entry: what the CP-IS lookup lk tells (lookupIssues) and the parameters
+// that were ignored; nil when there is nothing to tell.
+func (s *Server) searchOutcome(lk *lookup, q *fhir.Search, page *fhir.SearchPage) (json.RawMessage, error) {
+	issues := lookupIssues(lk, len(page.Matches))
+	if len(q.Ignored) > 0 {
+		issues = append(issues, fhir.Issue{
+			Severity:    fhir.SeverityWarning,
+			Code:        fhir.IssueNotSupported,
+			Diagnostics: "these parameters are unknown or not supported here and were ignored: " + strings.Join(q.Ignored, ", "),
+		})
+	}
+	if len(issues) == 0 {
+		return nil, nil
+	}
+	return s.outcomeJSON(issues, len(q.Ignored) == 0)
+}
+
 func (s *Server) outcomeJSON(issues []fhir.Issue, cache bool) (json.RawMessage, error) {
 	var key string
 	if cache {

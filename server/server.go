@@ -97,6 +97,10 @@ type Config struct {
 	// the Subscription operations $status and $events (subscription_ops.go);
 	// nil serves neither.
 	Subscriptions SubscriptionEvents
+	// SubscriptionEndpoints decides which rest-hook endpoints a
+	// Subscription may name (checked on write); nil means those on public
+	// addresses only. Give the engine the same.
+	SubscriptionEndpoints *subscription.Endpoints
 	// SubscriptionSockets, when set, serves the websocket channel at
 	// WebsocketPath (subscription_ws.go); nil serves none.
 	SubscriptionSockets SubscriptionSockets
@@ -217,9 +221,9 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	if cfg.SubscriptionSockets != nil {
 		// Outside the audit middleware, which holds answers back: the
 		// socket carries only pings, no resource data.
-		e.GET(WebsocketPath, s.authenticate, s.rateLimit, s.websocket)
+		e.GET(WebsocketPath, s.authenticateSocket, s.rateLimit, s.websocket)
 	}
-	api := e.Group(FHIRBase, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
+	api := e.Group(FHIRBase, echoTraceID, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both
@@ -311,17 +315,28 @@ func (s *Server) fhirRoutes() []route {
 }
 
 // subscriptionRoutes are the Subscription operations, served when
-// Config.Subscriptions is set.
+// Config.Subscriptions is set ($get-ws-binding-token when
+// Config.SubscriptionSockets is too).
 func (s *Server) subscriptionRoutes() []route {
 	if s.cfg.Subscriptions == nil {
 		return nil
 	}
 	status := &conformance.Operation{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status", Types: []string{"Subscription"}}
 	events := &conformance.Operation{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events", Types: []string{"Subscription"}}
-	return []route{
+	rs := []route{
 		{conformance.Route{Method: http.MethodGet, Path: "/:type/:id/$status", Operation: status}, s.subscriptionStatusOp},
 		{conformance.Route{Method: http.MethodGet, Path: "/:type/:id/$events", Operation: events}, s.subscriptionEventsOp},
 	}
+	if s.cfg.SubscriptionSockets == nil {
+		return rs
+	}
+	token := &conformance.Operation{Name: "get-ws-binding-token", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-get-ws-binding-token", Types: []string{"Subscription"}}
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		rs = append(rs,
+			route{conformance.Route{Method: m, Path: "/:type/:id/$get-ws-binding-token", Operation: token}, s.bindingTokenOp},
+			route{conformance.Route{Method: m, Path: "/:type/$get-ws-binding-token", Operation: token}, s.bindingTokenOp})
+	}
+	return rs
 }
 
 // rebuildCapability builds the CapabilityStatement from the routes and the

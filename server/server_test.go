@@ -21,6 +21,7 @@ import (
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 	"github.com/cpis-fhir/cpis/server"
 	"github.com/cpis-fhir/cpis/server/smart"
+	"github.com/cpis-fhir/cpis/server/subscription"
 )
 
 // testServer is a real server over a real SQLite file, with a fake clock,
@@ -92,6 +93,9 @@ func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 	}
 	if cfg.OAuthRateLimit == 0 {
 		cfg.OAuthRateLimit = 10000
+	}
+	if cfg.SubscriptionEndpoints == nil {
+		cfg.SubscriptionEndpoints = loopbackEndpoints(tb)
 	}
 	if auth && cfg.Auth == nil {
 		ts.Dir = filepath.Dir(ts.Path)
@@ -284,4 +288,16 @@ func patientJSON(id, nhs string) string {
 	}
 	return `{"resourceType":"Patient",` + idPart + `"identifier":[{"system":"https://fhir.nhs.uk/Id/nhs-number","value":"` + nhs + `"}],` +
 		`"name":[{"family":"Testchild","given":["Alex"]}],"gender":"female","birthDate":"2015-04-01"}`
+}
+
+// loopbackEndpoints allows the rest-hook receivers the tests start on
+// 127.0.0.1 (the default refuses loopback endpoints) and the receiver of
+// the R4 Subscription example, which the round trips store.
+func loopbackEndpoints(tb testing.TB) *subscription.Endpoints {
+	tb.Helper()
+	eps, err := subscription.NewEndpoints([]string{"127.0.0.1", "biliwatch.com"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return eps
 }

@@ -37,12 +37,22 @@ const maxEvents = 100
 // statusParam is a parameter of a SubscriptionStatus Parameters resource.
 type statusParam struct {
 	Name                 string         `json:"name"`
+	Extension            []statusExt    `json:"extension,omitempty"`
 	ValueCode            string         `json:"valueCode,omitempty"`
 	ValueString          string         `json:"valueString,omitempty"`
 	ValueCanonical       string         `json:"valueCanonical,omitempty"`
+	ValueDateTime        string         `json:"valueDateTime,omitempty"`
+	ValueURL             string         `json:"valueUrl,omitempty"`
 	ValueReference       *statusRef     `json:"valueReference,omitempty"`
 	ValueCodeableConcept *statusConcept `json:"valueCodeableConcept,omitempty"`
 	Part                 []statusParam  `json:"part,omitempty"`
+}
+
+// statusExt is an extension with a code, such as
+// subscription.EventExtension.
+type statusExt struct {
+	URL       string `json:"url"`
+	ValueCode string `json:"valueCode"`
 }
 
 type statusRef struct {
@@ -162,6 +172,12 @@ func (s *Server) subscriptionEventsOp(c *gin.Context) {
 	if !ok {
 		return
 	}
+	var topic string // the topic's canonical, for a topic Subscription
+	for _, x := range p.Parameter {
+		if x.Name == "topic" {
+			topic = x.ValueCanonical
+		}
+	}
 	ctx := c.Request.Context()
 	limit := int(min(until-since+1, maxEvents))
 	var ns []fhir.Notification
@@ -181,6 +197,9 @@ func (s *Server) subscriptionEventsOp(c *gin.Context) {
 		if content != "empty" {
 			// Only what the caller may read now is named or sent.
 			if r, err := st.VRead(ctx, n.Type, n.ID, n.Version); err == nil {
+				if topic != "" {
+					ev.Extension = []statusExt{{URL: subscription.EventExtension, ValueCode: subscription.EventCode(topic, r)}}
+				}
 				ref := base + "/" + r.Type + "/" + r.ID + "/_history/" + strconv.FormatInt(r.VersionID, 10)
 				ev.Part = append(ev.Part, statusParam{Name: "focus", ValueReference: &statusRef{Reference: ref}})
 				if content == "full-resource" {

@@ -88,6 +88,13 @@ func TestSubscription_WriteChecks(t *testing.T) {
 		{"email channel", sub("Communication", `{"type":"email","endpoint":"mailto:a@la.example"}`), "not supported"},
 		{"relative endpoint", sub("Communication", `{"type":"rest-hook","endpoint":"/hook"}`), "endpoint"},
 		{"bad header", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","header":["no colon"]}`), "header"},
+		{"retry horizon in weeks", sub("Communication", `{"type":"rest-hook","endpoint":"https://la.example/hook","extension":[{"url":"`+subscription.HorizonExtension+`","valueDuration":{"value":1,"code":"wk"}}]}`), "retry horizon"},
+		{"topic filter of another type", strings.Replace(sub(subscription.Topics[2].URL, `{"type":"rest-hook","endpoint":"https://la.example/hook"}`),
+			`"channel"`, `"_criteria":{"extension":[{"url":"`+subscription.FilterCriteriaExtension+`","valueString":"Encounter?status=finished"}]},"channel"`, 1),
+			"Flag or CarePlan or CareTeam or Patient"},
+		{"topic filter unknown parameter", strings.Replace(sub(subscription.Topics[2].URL, `{"type":"rest-hook","endpoint":"https://la.example/hook"}`),
+			`"channel"`, `"_criteria":{"extension":[{"url":"`+subscription.FilterCriteriaExtension+`","valueString":"CareTeam?no-such=1"}]},"channel"`, 1),
+			"criteria"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res := do(t, "POST", ts.Base+"/Subscription", c.body).wantStatus(t, http.StatusBadRequest)
@@ -98,6 +105,39 @@ func TestSubscription_WriteChecks(t *testing.T) {
 	}
 	// A Subscription in status off is stored as it is.
 	do(t, "POST", ts.Base+"/Subscription", strings.Replace(sub("Communication", `{"type":"email"}`), "requested", "off", 1)).wantStatus(t, http.StatusCreated)
+}
+
+// TestSubscription_EndpointAllowList: by default a rest-hook endpoint on an
+// internal address is refused when written; an operator's allow-list lets
+// only what it names through.
+func TestSubscription_EndpointAllowList(t *testing.T) {
+	sub := func(endpoint string) string {
+		return fmt.Sprintf(`{"resourceType":"Subscription","status":"requested","reason":"r","criteria":"Communication",
+			"channel":{"type":"rest-hook","endpoint":%q}}`, endpoint)
+	}
+	def, err := subscription.NewEndpoints(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, server.Config{SubscriptionEndpoints: def})
+	for _, endpoint := range []string{"http://127.0.0.1:19250/hook", "http://localhost/hook", "http://169.254.169.254/latest", "http://10.0.0.7/hook", "http://[::1]/hook"} {
+		res := do(t, "POST", ts.Base+"/Subscription", sub(endpoint)).wantStatus(t, http.StatusBadRequest)
+		if _, diag, _ := res.outcome(t); !strings.Contains(diag, "internal address") {
+			t.Errorf("POST Subscription to %s: %s, want a refusal naming the internal address", endpoint, res.Body)
+		}
+	}
+	do(t, "POST", ts.Base+"/Subscription", sub("https://8.8.8.8/hook")).wantStatus(t, http.StatusCreated)
+
+	list, err := subscription.NewEndpoints([]string{"127.0.0.1:19250"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts = startServer(t, server.Config{SubscriptionEndpoints: list})
+	do(t, "POST", ts.Base+"/Subscription", sub("http://127.0.0.1:19250/hook")).wantStatus(t, http.StatusCreated)
+	res := do(t, "POST", ts.Base+"/Subscription", sub("https://8.8.8.8/hook")).wantStatus(t, http.StatusBadRequest)
+	if _, diag, _ := res.outcome(t); !strings.Contains(diag, "list of allowed receivers") {
+		t.Errorf("POST Subscription off the list: %s, want a refusal naming the list", res.Body)
+	}
 }
 
 func TestSubscription_TopicsInCapabilityStatement(t *testing.T) {
@@ -128,7 +168,8 @@ func startEngine(t *testing.T, ts *testServer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := subscription.New(subscription.Config{Store: ts.Store, Queue: ts.Store, Codec: codec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	eng, err := subscription.New(subscription.Config{Store: ts.Store, Queue: ts.Store, Codec: codec, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Endpoints: loopbackEndpoints(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

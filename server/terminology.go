@@ -76,14 +76,20 @@ type opCoding struct {
 type opParams struct {
 	values  map[string]string
 	codings map[string]opCoding
+	// lists holds every value of each parameter (values the last).
+	lists map[string][]string
 }
+
+// all returns every value of the parameter name, in order.
+func (p *opParams) all(name string) []string { return p.lists[name] }
 
 // operationParams reads the operation's parameters.
 func (s *Server) operationParams(c *gin.Context) (*opParams, error) {
-	p := &opParams{values: map[string]string{}, codings: map[string]opCoding{}}
+	p := &opParams{values: map[string]string{}, codings: map[string]opCoding{}, lists: map[string][]string{}}
 	for k, v := range c.Request.URL.Query() {
 		if len(v) > 0 {
 			p.values[k] = v[0]
+			p.lists[k] = v
 		}
 	}
 	if c.Request.Method != http.MethodPost {
@@ -104,12 +110,13 @@ func (s *Server) operationParams(c *gin.Context) (*opParams, error) {
 			ValueURI       *string   `json:"valueUri"`
 			ValueCanonical *string   `json:"valueCanonical"`
 			ValueCode      *string   `json:"valueCode"`
+			ValueID        *string   `json:"valueId"`
 			ValueInteger   *int      `json:"valueInteger"`
 			ValueCoding    *opCoding `json:"valueCoding"`
 		} `json:"parameter"`
 	}
 	if err := json.Unmarshal(body, &in); err != nil || in.ResourceType != "Parameters" {
-		return nil, fhir.Errorf(fhir.IssueStructure, "the body of a terminology operation must be a Parameters resource")
+		return nil, fhir.Errorf(fhir.IssueStructure, "the body of the operation must be a Parameters resource")
 	}
 	for _, q := range in.Parameter {
 		switch {
@@ -118,9 +125,10 @@ func (s *Server) operationParams(c *gin.Context) (*opParams, error) {
 		case q.ValueInteger != nil:
 			p.values[q.Name] = strconv.Itoa(*q.ValueInteger)
 		default:
-			for _, v := range []*string{q.ValueString, q.ValueURI, q.ValueCanonical, q.ValueCode} {
+			for _, v := range []*string{q.ValueString, q.ValueURI, q.ValueCanonical, q.ValueCode, q.ValueID} {
 				if v != nil {
 					p.values[q.Name] = *v
+					p.lists[q.Name] = append(p.lists[q.Name], *v)
 				}
 			}
 		}

@@ -17,7 +17,9 @@ package server
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strconv"
+	"sync"
 
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/gin-gonic/gin"
@@ -43,12 +45,20 @@ func (s *Server) bundle(c *gin.Context) {
 		return
 	}
 	base := s.baseURL(c)
-	res, err := s.serviceFor(c.Request.Context()).Bundle(c.Request.Context(), p, fhir.BundleOptions{BaseURL: base, Minimal: preferReturn(c) == "minimal", Check: s.checkEntry})
+	seen := &seenLog{}
+	res, err := s.serviceFor(c.Request.Context()).Bundle(c.Request.Context(), p, fhir.BundleOptions{BaseURL: base, Minimal: preferReturn(c) == "minimal",
+		Check: s.checkEntry, SearchEntry: s.bundleSearch(c, seen)})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	s.checkReadEntries(c, p, res)
+	read, given := s.checkReadEntries(c, p, res)
+	auditEventOf(c.Request.Context()).returned(read...)
+	seen.add(seenRecords{records: given})
+	if err := s.noteAccess(c, seen.reads...); err != nil {
+		s.fail(c, err)
+		return
+	}
 	out := fhir.NewBundle(res.Type)
 	out.Entry = make([]fhir.BundleEntry, len(res.Entries))
 	for i, e := range res.Entries {
@@ -100,11 +110,15 @@ func (s *Server) responseEntry(c *gin.Context, base string, e fhir.EntryResult) 
 // Type/id/_history/n) of a Bundle through the role policy, as the same
 // read outside a Bundle: an entry whose resource the principal may not see
 // answers 404 (or 403) instead. Searches in entries were narrowed inside
-// the store already; writes were checked as they were put.
-func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.BundleResult) {
+// the store already; writes were checked as they were put. It returns
+// the versions the read entries let the principal know of (for the audit
+// record: the reads inside a transaction do not pass the audited store)
+// and those that GET entries answered with their content (for the access
+// history).
+func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.BundleResult) (read, given []*fhir.Resource) {
 	b, ok := p.Message().(*bcrpb.Bundle)
 	if !ok {
-		return
+		return nil, nil
 	}
 	pr := principalOf(c.Request.Context())
 	for i, be := range b.GetEntry() {
@@ -118,8 +132,63 @@ func (s *Server) checkReadEntries(c *gin.Context, p *fhir.Parsed, res *fhir.Bund
 		}
 		if err := s.policy.CanRead(pr, e.Version, nil); err != nil {
 			*e = fhir.EntryResult{Err: err}
+			continue
+		}
+		read = append(read, e.Version)
+		if m == cpb.HTTPVerbCode_GET && e.Status == http.StatusOK {
+			given = append(given, e.Version)
 		}
 	}
+	return read, given
+}
+
+// bundleSearch returns the SearchEntry hook of the Bundle request c: a
+// search entry is read as the search interaction reads a search (the
+// national access-history form, NHS number checks, CP-IS lookups and the
+// outcome entry they carry), and what each finds goes in seen for the
+// access history.
+func (s *Server) bundleSearch(c *gin.Context, seen *seenLog) func(typ string, params url.Values, base string) (*fhir.Search, func(*fhir.SearchPage) (json.RawMessage, error), error) {
+	ctx := c.Request.Context()
+	p, viewer := principalOf(ctx), unscheduledViewer(c)
+	return func(typ string, params url.Values, base string) (*fhir.Search, func(*fhir.SearchPage) (json.RawMessage, error), error) {
+		if typ == "AuditEvent" {
+			params = accessHistoryParams(p, params)
+		}
+		q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{Registry: s.registry, DefaultCount: s.cfg.DefaultCount, MaxCount: s.cfg.MaxCount, BaseURL: base})
+		if err != nil {
+			return nil, nil, err
+		}
+		lk, err := s.cpisSearch(ctx, q)
+		if err != nil {
+			return nil, nil, err
+		}
+		return q, func(page *fhir.SearchPage) (json.RawMessage, error) {
+			counted, err := s.countedRecords(ctx, viewer, q, page)
+			if err != nil {
+				return nil, err
+			}
+			if viewer != nil {
+				seen.add(seenIn(lk, counted))
+			}
+			return s.searchOutcome(lk, q, page)
+		}, nil
+	}
+}
+
+// seenLog gathers what the entries of a Bundle read. It is safe for
+// concurrent use.
+type seenLog struct {
+	mu    sync.Mutex
+	reads []seenRecords
+}
+
+func (l *seenLog) add(sr seenRecords) {
+	if len(sr.records) == 0 {
+		return
+	}
+	l.mu.Lock()
+	l.reads = append(l.reads, sr)
+	l.mu.Unlock()
 }
 
 // statusLine is a Bundle response status: the code and its reason phrase.

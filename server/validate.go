@@ -30,6 +30,7 @@ package server
 // https://hl7.org/fhir/R4/http.html#create.
 
 import (
+	"context"
 	"encoding/json"
 	"time"
 
@@ -93,7 +94,9 @@ func contains(ss []string, s string) bool {
 func (s *Server) validateWrite(p *fhir.Parsed, body []byte, resolve func(ref string) []byte) error {
 	if p.Type == "Subscription" {
 		// What the subscription engine cannot serve is refused here.
-		if err := subscription.Check(p, s.registry); err != nil {
+		// The hook has no request context: the endpoint's DNS lookup is
+		// bounded by Check itself.
+		if err := subscription.Check(context.Background(), p, s.registry, s.cfg.SubscriptionEndpoints); err != nil {
 			return err
 		}
 	}

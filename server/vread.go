@@ -41,5 +41,9 @@ func (s *Server) vread(c *gin.Context) {
 		c.Status(http.StatusNotModified)
 		return
 	}
+	if err := s.noteAccess(c, seenRecords{records: []*fhir.Resource{r}}); err != nil {
+		s.fail(c, err)
+		return
+	}
 	s.writeResource(c, http.StatusOK, r)
 }

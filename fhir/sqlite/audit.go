@@ -5,36 +5,34 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"sync"
 
-	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/journal"
 )
 
-// The audit trail (migration 0004_audit.sql): an append-only table of
-// opaque records (the server's canonical JSON), each row carrying the hash
-// of the row before, so that an edited, deleted or reordered row is found
-// by VerifyAudit.
+// The audit trail has two hash-chained parts:
 //
-// Records are appended by the writer goroutine, so the chain has one order;
-// a record appended inside a write (Tx.AppendAudit) commits with it or not
-// at all, and AppendAudit group-commits the records of many concurrent
-// callers (reads) in one write, at most two such writes in flight (one
-// committing, one queued that takes the records arriving meanwhile), so
-// that a read waits for the commit under way and its own at most, and the
-// writer pays one savepoint per batch rather than per record.
+//   - the write trail (migration 0004_audit.sql): an append-only table of
+//     opaque records (the server's canonical JSON), each row carrying the
+//     hash of the row before. A record appended inside a write
+//     (Tx.AppendAudit) commits with it or not at all; the writer goroutine
+//     appends them, so the chain has one order.
+//   - the read trail: the journal file beside the database (ReadAuditPath,
+//     package fhir/journal), which Store.AppendAudit appends the records of
+//     reads to. Concurrent appends share one write and one fsync, without
+//     the writer, so that a read's record costs a line of a file rather
+//     than a row of a commit; the file lock lets other processes (cpis
+//     token) append to the same chain while the server runs.
+//
+// VerifyAudit checks the write trail, journal.Verify the read trail: an
+// edited, deleted or reordered record breaks its chain.
 
-// auditState is the Store's audit trail: the head of the chain as
-// committed (owned by the writer goroutine) and the queue of records
-// waiting for AppendAudit's next batch.
+// auditState is the Store's audit trail: the head of the write trail as
+// committed (owned by the writer goroutine) and the read trail's journal.
 type auditState struct {
-	head auditHead
-
-	mu       sync.Mutex
-	pending  []*auditReq
-	flushing int
+	head    auditHead
+	journal *journal.Journal
 }
 
 // auditHead is the last row of the chain: its seq and hash. loaded is false
@@ -45,95 +43,33 @@ type auditHead struct {
 	hash   [sha256.Size]byte
 }
 
-type auditReq struct {
-	rec  []byte
-	done chan error
-}
-
-// maxAuditFlushes is how many batches of records may wait on the writer at
-// once.
-const maxAuditFlushes = 2
-
 // AuditHash is the hash of the audit row seq with record rec whose
 // predecessor has the hash prev: SHA-256 over prev, seq as 8 bytes
-// big-endian, and rec.
+// big-endian, and rec (journal.Hash, the same for both trails).
 func AuditHash(prev [sha256.Size]byte, seq int64, rec []byte) [sha256.Size]byte {
-	h := sha256.New()
-	h.Write(prev[:])
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], uint64(seq))
-	h.Write(b[:])
-	h.Write(rec)
-	var out [sha256.Size]byte
-	h.Sum(out[:0])
-	return out
+	return journal.Hash(prev, seq, rec)
 }
 
-// AppendAudit appends rec to the audit trail and returns once it is
-// durable (or the error that kept it from being so). Concurrent calls
-// share commits. It is safe for concurrent use.
+// ReadAuditPath is the read trail's journal of the database at path.
+func ReadAuditPath(path string) string { return path + "-audit" }
+
+// ReadAuditPath is the read trail's journal of this store.
+func (s *Store) ReadAuditPath() string { return ReadAuditPath(s.path) }
+
+// AppendAudit appends rec (one line of compact JSON) to the read trail and
+// returns once it is durable (or the error that kept it from being so).
+// Concurrent calls share writes. It is safe for concurrent use.
 func (s *Store) AppendAudit(ctx context.Context, rec []byte) error {
-	r := &auditReq{rec: rec, done: make(chan error, 1)}
-	a := &s.audit
-	a.mu.Lock()
-	a.pending = append(a.pending, r)
-	lead := a.flushing < maxAuditFlushes
-	if lead {
-		a.flushing++
+	err := s.audit.journal.Append(rec)
+	if errors.Is(err, journal.ErrClosed) {
+		return ErrClosed
 	}
-	a.mu.Unlock()
-	if lead {
-		s.flushAudit()
-	}
-	return <-r.done
-}
-
-// flushAudit writes the pending records in one write. The batch is taken
-// when the writer runs the write, not when it is queued, so that it holds
-// every record that arrived while the commit before it was under way: a
-// record waits for the commit in progress and its own at most. When more
-// are pending afterwards, it goes on with them.
-func (s *Store) flushAudit() {
-	a := &s.audit
-	for {
-		var batch []*auditReq
-		took := false
-		err := s.write(&writeReq{ctx: context.Background(), done: make(chan error, 1), first: true, fn: func(t fhir.Tx) error {
-			a.mu.Lock()
-			batch, took = a.pending, true
-			a.pending = nil
-			a.mu.Unlock()
-			w := t.(*tx)
-			for _, r := range batch {
-				if err := w.AppendAudit(r.rec); err != nil {
-					return err
-				}
-			}
-			return nil
-		}})
-		if !took {
-			// The write never ran (the store is closing): fail what waits.
-			a.mu.Lock()
-			batch = a.pending
-			a.pending = nil
-			a.mu.Unlock()
-		}
-		for _, r := range batch {
-			r.done <- err
-		}
-		a.mu.Lock()
-		if len(a.pending) == 0 {
-			a.flushing--
-			a.mu.Unlock()
-			return
-		}
-		a.mu.Unlock()
-	}
+	return err
 }
 
 const insertAudit = `INSERT INTO audit (seq, recorded, prev, hash, record) VALUES (?, ?, ?, ?, ?)`
 
-// AppendAudit appends rec to the audit trail inside this transaction: it
+// AppendAudit appends rec to the write trail inside this transaction: it
 // commits with the transaction's writes or not at all.
 func (t *tx) AppendAudit(rec []byte) error {
 	if !t.audit.loaded {
@@ -293,6 +229,35 @@ func (t *tx) SetAuditProjected(seq int64) error {
 		return err
 	}
 	if _, err := st.ExecContext(t.ctx, seq); err != nil {
+		return fmt.Errorf("sqlite: audit projection: %w", err)
+	}
+	return nil
+}
+
+// ReadAuditProjected returns how far the read trail is projected
+// (SetReadAuditProjected): the seq of the last entry and the journal
+// position after it, zeros when none.
+func (s *Store) ReadAuditProjected(ctx context.Context) (seq, pos int64, err error) {
+	err = s.rdb.QueryRowContext(ctx, `SELECT seq, pos FROM audit_read_projection WHERE id = 1`).Scan(&seq, &pos)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("audit projection: %w", err)
+	}
+	return seq, pos, nil
+}
+
+// SetReadAuditProjected records, inside this transaction, that the read
+// trail is projected up to the entry seq, which ends at journal position
+// pos.
+func (t *tx) SetReadAuditProjected(seq, pos int64) error {
+	st, err := t.s.writerStmt(t.ctx, `INSERT INTO audit_read_projection (id, seq, pos) VALUES (1, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, pos = excluded.pos`)
+	if err != nil {
+		return err
+	}
+	if _, err := st.ExecContext(t.ctx, seq, pos); err != nil {
 		return fmt.Errorf("sqlite: audit projection: %w", err)
 	}
 	return nil

@@ -11,11 +11,12 @@ import (
 	"testing"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/journal"
 	"github.com/cpis-fhir/cpis/fhir/sqlite"
 )
 
-// auditStore opens a store at path and appends n records "r1".."rn" from
-// concurrent callers, then closes it.
+// auditStore opens a store at path and appends n records "r1".."rn" to
+// the write trail from concurrent writes, then closes it.
 func auditStore(t *testing.T, path string, n int) {
 	t.Helper()
 	s, err := sqlite.Open(path, sqlite.Config{})
@@ -29,7 +30,9 @@ func auditStore(t *testing.T, path string, n int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- s.AppendAudit(context.Background(), fmt.Appendf(nil, `{"r":%d}`, i))
+			errs <- s.Write(context.Background(), func(tx fhir.Tx) error {
+				return tx.(interface{ AppendAudit([]byte) error }).AppendAudit(fmt.Appendf(nil, `{"r":%d}`, i))
+			})
 		}()
 	}
 	wg.Wait()
@@ -99,11 +102,20 @@ func TestAudit_AppendAndVerify(t *testing.T) {
 		return nil
 	})
 	s.Close()
-	if err != nil || rep.Break != nil || rep.Rows != 202 {
+	if err != nil || rep.Break != nil || rep.Rows != 201 {
 		t.Fatalf("after reopen: %+v %v", rep, err)
 	}
-	if got := strings.Join(recs, " "); got != `{"wrote":"Patient/p1"} {"after":"write"}` {
-		t.Errorf("records after 200: %s; want the write's record then the appended one, and not the rolled back one", got)
+	if got := strings.Join(recs, " "); got != `{"wrote":"Patient/p1"}` {
+		t.Errorf("records after 200: %s; want the write's record, and not the rolled back one", got)
+	}
+	// A read's record (Store.AppendAudit) is in the read trail.
+	var reads []string
+	jr, err := journal.Verify(sqlite.ReadAuditPath(path), func(e journal.Entry) error {
+		reads = append(reads, string(e.Record))
+		return nil
+	})
+	if err != nil || jr.Break != nil || strings.Join(reads, " ") != `{"after":"write"}` {
+		t.Errorf("read trail %v (%+v %v), want the one appended record", reads, jr, err)
 	}
 }
 

@@ -67,8 +67,8 @@ func TestForeignCommits_LookupNeverMisses(t *testing.T) {
 	}
 }
 
-// TestForeignCommits_AuditChainHolds: records appended in turn through two
-// Stores of one file make one unbroken hash chain.
+// TestForeignCommits_AuditChainHolds: write-trail records appended in turn
+// in transactions of two Stores of one file make one unbroken hash chain.
 func TestForeignCommits_AuditChainHolds(t *testing.T) {
 	a, b, path := openTwice(t)
 	ctx := context.Background()
@@ -77,7 +77,10 @@ func TestForeignCommits_AuditChainHolds(t *testing.T) {
 		if i%2 == 1 {
 			s = b
 		}
-		if err := s.AppendAudit(ctx, fmt.Appendf(nil, `{"r":%d}`, i)); err != nil {
+		err := s.Write(ctx, func(tx fhir.Tx) error {
+			return tx.(interface{ AppendAudit([]byte) error }).AppendAudit(fmt.Appendf(nil, `{"r":%d}`, i))
+		})
+		if err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -150,3 +150,11 @@ func (s *idSet) filterAbsent(f *fhir.Filter, typ string) bool {
 	}
 	return true
 }
+
+// MayHoldIdentifier reports whether a resource of typ may carry the
+// identifier system|value under the identifier parameter code (such as
+// Patient "identifier"): false means that none does. The answer comes from
+// the identifier set, without a query.
+func (s *Store) MayHoldIdentifier(typ, code, system, value string) bool {
+	return s.ids.has(typ, code, system, value)
+}

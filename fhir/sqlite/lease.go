@@ -1,7 +1,7 @@
 package sqlite
 
 // Leases of the subscription engine when several processes share the store
-// (migration 0006). Lease times are the wall clock, not Config.Now: a lease
+// (migration 0008). Lease times are the wall clock, not Config.Now: a lease
 // is about whether a process is alive.
 
 import (

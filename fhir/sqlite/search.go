@@ -352,7 +352,11 @@ func (c *rowCond) match(b *sqlb, r string) {
 	if c.neg {
 		b.w("NOT ")
 	}
-	b.w("EXISTS (SELECT 1 FROM ", c.table, " ", x, " WHERE ", x, ".rid = ", r, ".rid AND ", x, ".pid = ")
+	// The check probes the resource's own rows (the table's rid index),
+	// never a range of the parameter's rows: without statistics SQLite may
+	// take the range index for a date or number (every AuditEvent of the
+	// last day, say, for each candidate).
+	b.w("EXISTS (SELECT 1 FROM ", c.table, " ", x, " INDEXED BY ", c.table, "_rid WHERE ", x, ".rid = ", r, ".rid AND ", x, ".pid = ")
 	b.arg(c.pid)
 	if len(c.preds) > 0 {
 		b.w(" AND (")
@@ -611,7 +615,7 @@ func (c *compiler) restriction(typ string) (cond, error) {
 	if cd, ok := c.restricted[typ]; ok {
 		return cd, nil
 	}
-	fs, ok := c.restrict.Types[typ]
+	fs, ok := c.restrict.Filters(typ)
 	var cd cond
 	switch {
 	case !ok:

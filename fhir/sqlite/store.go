@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	"github.com/cpis-fhir/cpis/fhir/journal"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -69,16 +70,13 @@ type Store struct {
 	commits chan struct{} // signalled after each commit that wrote (subscription.go)
 
 	audit auditState // the audit trail (audit.go)
+	path  string     // the database file
 }
 
 type writeReq struct {
 	ctx  context.Context
 	fn   func(fhir.Tx) error
 	done chan error
-	// first marks a batch of read audit records (flushAudit): the writer
-	// commits such writes ahead of the others it has taken, so that a read
-	// never waits for an upload queued before it.
-	first bool
 }
 
 // Open opens (creating if needed) the database file at path, applies the
@@ -95,7 +93,7 @@ func Open(path string, cfg Config) (*Store, error) {
 	}
 	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() +
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
-	s := &Store{cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}, commits: make(chan struct{}, 1)}
+	s := &Store{path: path, cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}, commits: make(chan struct{}, 1)}
 	var err error
 	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=cache_size(-32768)"); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
@@ -144,6 +142,10 @@ func Open(path string, cfg Config) (*Store, error) {
 	}
 	if last.Valid {
 		s.last = time.UnixMilli(last.Int64).UTC()
+	}
+	if s.audit.journal, err = journal.Open(ReadAuditPath(path), cfg.Now); err != nil {
+		s.closeDBs()
+		return nil, err
 	}
 	go s.writer()
 	return s, nil
@@ -349,7 +351,7 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.done
-	return s.closeDBs()
+	return errors.Join(s.audit.journal.Close(), s.closeDBs())
 }
 
 func (s *Store) closeDBs() error {

@@ -116,6 +116,16 @@ func (s *Store) Events(ctx context.Context, sub string, after int64, limit int) 
 	return out, nil
 }
 
+// Notified reports whether subscription sub has a notification of the
+// version with commit sequence number seq.
+func (s *Store) Notified(ctx context.Context, sub string, seq int64) (bool, error) {
+	var ok bool
+	if err := s.rdb.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sub_event WHERE sub = ? AND seq = ?)`, sub, seq).Scan(&ok); err != nil {
+		return false, fmt.Errorf("sqlite: notified: %w", err)
+	}
+	return ok, nil
+}
+
 // Ack records, for each subscription, the last event number delivered (it
 // never goes back), in one transaction.
 func (s *Store) Ack(ctx context.Context, delivered map[string]int64) error {

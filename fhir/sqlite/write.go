@@ -50,29 +50,8 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		s.commitFirst(batch)
-	}
-}
-
-// commitFirst commits the batch, the writes marked first (read audit
-// records) in a commit of their own ahead of the others when it holds both:
-// one more fsync, but a read's record does not wait for the savepoints of
-// the uploads queued before it.
-func (s *Store) commitFirst(batch []*writeReq) {
-	var first, rest []*writeReq
-	for _, r := range batch {
-		if r.first {
-			first = append(first, r)
-		} else {
-			rest = append(rest, r)
-		}
-	}
-	if len(first) == 0 || len(rest) == 0 {
 		s.commit(batch)
-		return
 	}
-	s.commit(first)
-	s.commit(rest)
 }
 
 func (s *Store) commit(batch []*writeReq) {

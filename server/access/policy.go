@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cpis-fhir/cpis/fhir"
 	"github.com/cpis-fhir/cpis/server/smart"
@@ -79,6 +80,9 @@ type Policy struct {
 	ix  *fhir.Indexer
 
 	scopes sync.Map // "Type?query" -> []fhir.Filter (or error): parsed scope restrictions
+
+	static    sync.Map // *smart.Principal -> *principalStatics
+	statCount atomic.Int64
 }
 
 // New returns the policy over the search parameters of reg (nil: the
@@ -260,14 +264,63 @@ func pinExample(t string) string {
 }
 
 // restriction is what p may reach: nil for an admin whose scopes allow
-// reading everything.
+// reading everything. The part that does not depend on the search (every
+// type but the child types, which a clinician reaches only for the pinned
+// child) is made once per principal (statics) and shared as the Base.
 func (pl *Policy) restriction(p *smart.Principal, pin *childPin) (*fhir.Restriction, error) {
+	st, err := pl.statics(p)
+	if err != nil || st.all {
+		return nil, err
+	}
+	clinician := p.Role == smart.RoleClinicianScheduled || p.Role == smart.RoleClinicianUnscheduled
+	if !clinician || pin == nil {
+		return st.base, nil
+	}
+	r := &fhir.Restriction{Types: make(map[string][]fhir.Filter, len(st.child)), Base: st.base}
+	for t, fs := range st.child {
+		r.Types[t] = append([]fhir.Filter{pl.pinFilter(t, pin)}, fs...)
+	}
+	return r, nil
+}
+
+// principalStatics is the part of a principal's restriction that does
+// not depend on the search.
+type principalStatics struct {
+	all   bool                     // an admin who reads everything: no restriction
+	base  *fhir.Restriction        // every reachable type but a clinician's child types
+	child map[string][]fhir.Filter // a clinician's child types: the filters beside the pin
+}
+
+// maxStatics bounds the principals whose statics are kept; past it the
+// cache starts again (principals are kept by the token cache, so the same
+// one comes back while its token is used).
+const maxStatics = 10_000
+
+// statics returns p's principalStatics, made on first use.
+func (pl *Policy) statics(p *smart.Principal) (*principalStatics, error) {
+	if v, ok := pl.static.Load(p); ok {
+		return v.(*principalStatics), nil
+	}
+	st, err := pl.makeStatics(p)
+	if err != nil {
+		return nil, err
+	}
+	if pl.statCount.Add(1) > maxStatics {
+		pl.static.Clear()
+		pl.statCount.Store(1)
+	}
+	pl.static.Store(p, st)
+	return st, nil
+}
+
+func (pl *Policy) makeStatics(p *smart.Principal) (*principalStatics, error) {
 	if p.Role == smart.RoleAdmin {
 		if ok, fs, err := pl.scopeFilters(p, "*", smart.PermRead); err == nil && ok && fs == nil && allTypes(p) {
-			return nil, nil
+			return &principalStatics{all: true}, nil
 		}
 	}
-	r := &fhir.Restriction{Types: make(map[string][]fhir.Filter, 32)}
+	st := &principalStatics{base: &fhir.Restriction{Types: make(map[string][]fhir.Filter, 32)}}
+	clinician := p.Role == smart.RoleClinicianScheduled || p.Role == smart.RoleClinicianUnscheduled
 	for _, t := range candidates(p.Role) {
 		if !readable(p, t) {
 			continue
@@ -280,28 +333,29 @@ func (pl *Policy) restriction(p *smart.Principal, pin *childPin) (*fhir.Restrict
 			continue
 		}
 		var fs []fhir.Filter
-		switch p.Role {
-		case smart.RoleLA:
+		if p.Role == smart.RoleLA {
 			if _, owned := owners[t]; owned && !directoryTypes[t] {
 				if p.ODS == "" {
 					continue
 				}
 				fs = append(fs, pl.ownedFilter(t, p.ODS))
 			}
-		case smart.RoleClinicianScheduled, smart.RoleClinicianUnscheduled:
-			if _, child := childTypes[t]; child {
-				if pin == nil {
-					continue
-				}
-				fs = append(fs, pl.pinFilter(t, pin))
-			}
 		}
 		if t == "AuditEvent" {
 			fs = append(fs, pl.accessHistory())
 		}
-		r.Types[t] = append(fs, sf...)
+		fs = append(fs, sf...)
+		fs = fs[:len(fs):len(fs)] // shared: an append copies
+		if _, child := childTypes[t]; child && clinician {
+			if st.child == nil {
+				st.child = map[string][]fhir.Filter{}
+			}
+			st.child[t] = fs
+			continue
+		}
+		st.base.Types[t] = fs
 	}
-	return r, nil
+	return st, nil
 }
 
 // candidates lists the types a role may read: every type for an admin,

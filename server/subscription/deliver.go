@@ -229,8 +229,8 @@ func (e *Engine) deliver(ctx context.Context, s *spec, n fhir.Notification, wake
 		if first.IsZero() {
 			first = now
 		}
-		if now.Sub(first) >= e.cfg.Horizon {
-			return fmt.Errorf("event %d not delivered for %s: %v", n.Number, e.cfg.Horizon, err)
+		if h := s.horizonOr(e.cfg.Horizon); now.Sub(first) >= h {
+			return fmt.Errorf("event %d not delivered for %s: %v", n.Number, h, err)
 		}
 		e.log.Info("subscription: delivery failed; retrying", "subscription", s.id, "event", n.Number, "attempt", attempt+1, "error", err)
 		select {
@@ -261,8 +261,9 @@ var errWithheld = errors.New("subscription: the owner may not see the resource")
 // send makes one attempt at delivering n.
 func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 	owner := e.cfg.Policy.Store(e.cfg.Store, s.owner)
+	// A delete is judged by the version it removed (access.Policy).
 	r, err := owner.VRead(ctx, n.Type, n.ID, n.Version)
-	if err == nil {
+	if err == nil && !r.Deleted() {
 		_, err = owner.Read(ctx, n.Type, n.ID)
 	}
 	if err != nil {
@@ -272,7 +273,7 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 		}
 		return fmt.Errorf("read %s: %w", n.Type, err)
 	}
-	if s.channel == "websocket" {
+	if s.channel == "websocket" && s.topic == nil {
 		return e.ping(s.id)
 	}
 	method, target, body := http.MethodPost, s.endpoint, []byte(nil)
@@ -282,10 +283,16 @@ func (e *Engine) send(ctx context.Context, s *spec, n fhir.Notification) error {
 		if body, err = notificationBundle(s, "event-notification", n.Number, &n, r, fhir.FormatInstant(e.cfg.Now())); err != nil {
 			return fmt.Errorf("notification bundle: %w", err)
 		}
+		if s.channel == "websocket" {
+			return e.push(s.id, string(body))
+		}
 	case s.payload != "":
 		// With a payload the endpoint is a FHIR base and the resource is
-		// PUT to it.
+		// PUT to it (DELETE for a delete).
 		method, target, body = http.MethodPut, strings.TrimSuffix(s.endpoint, "/")+"/"+n.Type+"/"+n.ID, r.JSON
+		if r.Deleted() {
+			method = http.MethodDelete
+		}
 	}
 	return e.post(ctx, s, method, target, body, strconv.FormatInt(n.Number, 10))
 }
@@ -315,6 +322,9 @@ func (e *Engine) post(ctx context.Context, s *spec, method, target string, body 
 		req.Header.Set(SignatureHeader, Sign(s.secret, key, ts, body))
 	}
 	resp, err := e.cfg.Client.Do(req)
+	if reason, ok := refusal(err); ok {
+		return errors.New(reason)
+	}
 	if err != nil {
 		return errors.New("the receiver could not be reached")
 	}
@@ -330,6 +340,11 @@ func (e *Engine) post(ctx context.Context, s *spec, method, target string, body 
 // active when the receiver takes it, else error with the reason.
 // See https://hl7.org/fhir/uv/subscriptions-backport/components.html#handshake.
 func (e *Engine) handshake(ctx context.Context, s *spec) bool {
+	if s.channel == "websocket" {
+		// Each client gets its handshake when it binds (Bind).
+		e.setStatus(ctx, s.id, StatusActive, "")
+		return true
+	}
 	body, err := notificationBundle(s, "handshake", 0, nil, nil, "")
 	if err == nil {
 		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "handshake")
@@ -349,7 +364,11 @@ func (e *Engine) handshake(ctx context.Context, s *spec) bool {
 // only logged (the next notification is retried as usual).
 func (e *Engine) heartbeat(ctx context.Context, s *spec, events int64) {
 	body, err := notificationBundle(s, "heartbeat", events, nil, nil, "")
-	if err == nil {
+	switch {
+	case err != nil:
+	case s.channel == "websocket":
+		err = e.push(s.id, string(body))
+	default:
 		err = e.post(ctx, s, http.MethodPost, s.endpoint, body, "heartbeat")
 	}
 	if err != nil && ctx.Err() == nil {

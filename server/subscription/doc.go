@@ -1,8 +1,8 @@
 // Package subscription is the subscription engine: it turns committed
 // changes into durable, numbered notifications for each active R4
-// Subscription and delivers them through the rest-hook channel, at least
-// once, in order per subscription, and only while the subscription's owner
-// may see the resource. See https://hl7.org/fhir/R4/subscription.html.
+// Subscription and delivers them through the rest-hook and websocket
+// channels, at least once, in order per subscription, and only while the
+// subscription's owner may see the resource. See https://hl7.org/fhir/R4/subscription.html.
 //
 // # How it works
 //
@@ -21,7 +21,10 @@
 //     state, so they work exactly as in a search. A version that a later
 //     commit already replaced is then judged by the resource's state when
 //     the matcher reads it (normally milliseconds after its commit).
-//   - Deletes notify nothing.
+//   - A delete is matched on the version it removed: by its index rows
+//     when the criteria are decided in memory, else when that version was
+//     notified to the subscription (a search no longer finds it). At
+//     delivery the policy judges it by that version too.
 //   - The notifications of one batch, numbered per subscription on from
 //     the last, are stored in the same transaction that moves the cursor:
 //     after a crash the matcher takes up where the durable cursor is, and
@@ -44,5 +47,12 @@
 //
 // Topic-based Subscriptions of the Subscriptions R5 Backport IG (topic.go)
 // use the same queue and workers; their notifications are history Bundles
-// led by the SubscriptionStatus Parameters, after a handshake.
+// led by the SubscriptionStatus Parameters, after a handshake, posted to a
+// rest-hook or sent to the websocket clients bound (socket.go). A topic of
+// several resource types matches one set of criteria per type under the
+// same subscription (spec.more).
+//
+// Rest-hooks call only the endpoints Config.Endpoints allows (endpoint.go):
+// by default public addresses, checked after DNS resolution on every
+// connection.
 package subscription

@@ -67,8 +67,11 @@ type Config struct {
 	// Policy decides what a subscription's owner may see at delivery; nil
 	// means access.New(Registry).
 	Policy *access.Policy
-	// Client sends rest-hook requests; nil means a client with a 10 s
-	// timeout.
+	// Endpoints decides which rest-hook endpoints are called; nil means
+	// those on public addresses only (endpoint.go).
+	Endpoints *Endpoints
+	// Client sends rest-hook requests; nil means Endpoints.Client with a
+	// 10 s timeout. A Client given here bypasses Endpoints.
 	Client *http.Client
 	// Logger gets delivery failures and state changes (ids and types only);
 	// nil means slog.Default().
@@ -145,7 +148,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Policy = access.New(cfg.Registry)
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+		cfg.Client = cfg.Endpoints.Client(10 * time.Second)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -241,7 +244,7 @@ func (e *Engine) load(ctx context.Context, cursor int64) error {
 			if s == nil {
 				continue
 			}
-			s.since = cursor
+			s.setSince(cursor)
 			e.seen[s.id] = r.VersionID
 			if s.matching() {
 				e.subs[s.id] = s
@@ -375,9 +378,18 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 	e.refreshView()
 	var ns []fhir.Notification
 	idx := make([]*fhir.Index, len(changes)) // each change's index rows, made once when a subscription needs them
+	prior := map[int]*fhir.Resource{}        // the version before each delete of the batch that was looked at
 	index := func(i int) *fhir.Index {
 		if idx[i] == nil {
-			x, err := e.ix.Index(changes[i].Type, changes[i].JSON)
+			c := changes[i]
+			if c.Deleted() {
+				// A delete is matched on the version it removed.
+				if c = e.prior(ctx, c); c == nil {
+					return nil
+				}
+				prior[i] = c
+			}
+			x, err := e.ix.Index(c.Type, c.JSON)
 			if err != nil {
 				x = nil
 			}
@@ -409,7 +421,23 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 		var ids []string
 		for _, i := range list {
 			c := changes[i]
-			if c.Type != s.typ || c.Deleted() || c.Seq <= s.since {
+			if c.Type != s.typ || c.Seq <= s.since {
+				continue
+			}
+			if s.topic != nil {
+				v := c
+				if c.Deleted() {
+					index(i) // reads the version it removed
+					v = prior[i]
+				}
+				if v == nil || !s.topic.admits(v) {
+					continue
+				}
+			}
+			if c.Deleted() {
+				if e.deleteMatches(ctx, s, index(i), prior[i], ns) {
+					ns = append(ns, fhir.Notification{Subscription: s.id, Seq: c.Seq, Type: c.Type, ID: c.ID, Version: c.VersionID})
+				}
 				continue
 			}
 			if s.topic != nil && s.topic.flagged && !e.flagged(ctx, flagged, index(i)) {
@@ -443,8 +471,8 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 			// Criteria the store cannot run: the subscription cannot be
 			// served; say why.
 			e.log.Warn("subscription: criteria failed", "subscription", s.id, "error", err)
-			s.invalid = "the criteria cannot be evaluated: " + errText(err)
-			lifecycle = append(lifecycle, s)
+			s.root().invalid = "the criteria cannot be evaluated: " + errText(err)
+			lifecycle = append(lifecycle, s.root())
 			continue
 		}
 		for _, c := range cand {
@@ -506,15 +534,17 @@ func (e *Engine) refreshView() {
 	}
 	sort.Slice(v.subs, func(i, j int) bool { return v.subs[i].id < v.subs[j].id })
 	v.table, v.byType, v.other = map[routeKey][]*spec{}, map[string][]*spec{}, nil
-	for _, s := range v.subs {
-		ks, ok := s.keys()
-		if !ok {
-			v.other = append(v.other, s)
-			continue
-		}
-		v.byType[s.typ] = append(v.byType[s.typ], s)
-		for _, k := range ks {
-			v.table[k] = append(v.table[k], s)
+	for _, sub := range v.subs {
+		for _, s := range sub.parts() {
+			ks, ok := s.keys()
+			if !ok {
+				v.other = append(v.other, s)
+				continue
+			}
+			v.byType[s.typ] = append(v.byType[s.typ], s)
+			for _, k := range ks {
+				v.table[k] = append(v.table[k], s)
+			}
 		}
 	}
 }
@@ -526,10 +556,13 @@ func (e *Engine) route(changes []*fhir.Resource, index func(int) *fhir.Index) ma
 	v := &e.view
 	out := map[*spec][]int{}
 	for i, c := range changes {
-		if c.Deleted() || len(v.byType[c.Type]) == 0 {
+		if len(v.byType[c.Type]) == 0 {
 			continue
 		}
 		x := index(i)
+		if x == nil && c.Deleted() {
+			continue // nothing before it to match
+		}
 		if x == nil {
 			for _, s := range v.byType[c.Type] { // unindexable: let the search decide
 				out[s] = append(out[s], i)
@@ -550,6 +583,54 @@ func (e *Engine) route(changes []*fhir.Resource, index func(int) *fhir.Index) ma
 		}
 	}
 	return out
+}
+
+// prior returns the version the delete d removed (nil: none readable).
+func (e *Engine) prior(ctx context.Context, d *fhir.Resource) *fhir.Resource {
+	if d.VersionID < 2 {
+		return nil
+	}
+	r, err := e.cfg.Store.VRead(ctx, d.Type, d.ID, d.VersionID-1)
+	if err != nil || r.Deleted() {
+		return nil
+	}
+	return r
+}
+
+// notifiedQueue is a Queue that tells whether a subscription was notified
+// of the version with a commit sequence number (fhir/sqlite implements
+// it). Without it, deletes notify only subscriptions decided in memory.
+type notifiedQueue interface {
+	Notified(ctx context.Context, sub string, seq int64) (bool, error)
+}
+
+// deleteMatches reports whether the delete of the version prev (index rows
+// x) notifies s: when s's criteria are decided on index rows alone, when
+// prev matches them; otherwise when prev itself was notified to s (in ns,
+// the batch's notifications so far, or earlier), since a search can no
+// longer find a deleted resource.
+// See https://hl7.org/fhir/R4/subscription.html#2.46.6.
+func (e *Engine) deleteMatches(ctx context.Context, s *spec, x *fhir.Index, prev *fhir.Resource, ns []fhir.Notification) bool {
+	if x == nil || prev == nil || (len(s.simple) > 0 && !s.prefilter(x)) {
+		return false
+	}
+	if s.exact && (s.topic == nil || !s.topic.flagged) {
+		return true
+	}
+	for _, n := range ns {
+		if n.Subscription == s.id && n.Seq == prev.Seq {
+			return true
+		}
+	}
+	q, ok := e.cfg.Queue.(notifiedQueue)
+	if !ok {
+		return false
+	}
+	hit, err := q.Notified(ctx, s.id, prev.Seq)
+	if err != nil {
+		e.log.Warn("subscription: notified lookup failed", "subscription", s.id, "error", err)
+	}
+	return hit
 }
 
 // flagged reports whether the subject Patient of the version with index x
@@ -671,9 +752,9 @@ func (e *Engine) subscriptionChanged(ctx context.Context, r *fhir.Resource) *spe
 		}
 		return nil
 	}
-	s.since = r.Seq
+	s.setSince(r.Seq)
 	if old != nil {
-		s.since = old.since
+		s.setSince(old.since)
 	}
 	e.subs[s.id] = s
 	e.gen++
@@ -699,11 +780,7 @@ func (e *Engine) takeIn(r *fhir.Resource) *spec {
 		return nil
 	}
 	if s.invalid == "" {
-		if q, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: e.cfg.Registry, Strict: true}); err != nil {
-			s.invalid = "the criteria cannot be evaluated: " + errText(err)
-		} else {
-			s.compile(q)
-		}
+		s.prepare(e.cfg.Registry)
 	}
 	return s
 }

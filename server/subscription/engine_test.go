@@ -94,6 +94,15 @@ func startAt(t testing.TB, path string, scfg sqlite.Config, cfg subscription.Con
 	reg := fhir.NewSearchRegistry()
 	cfg.Store, cfg.Queue, cfg.Codec, cfg.Registry = store, store, codec, reg
 	cfg.Logger = slog.New(slog.NewTextHandler(logOut(), nil))
+	if cfg.Endpoints == nil {
+		// The receivers of the tests listen on loopback, which the
+		// default refuses.
+		eps, err := subscription.NewEndpoints([]string{"127.0.0.1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Endpoints = eps
+	}
 	if cfg.BackoffMin == 0 {
 		cfg.BackoffMin, cfg.BackoffMax = 5*time.Millisecond, 40*time.Millisecond
 	}
@@ -325,6 +334,27 @@ func TestHorizonThenError(t *testing.T) {
 	states, err := e.store.SubscriptionStates(context.Background())
 	if err != nil || len(states) != 1 || states[0].Status != "error" || states[0].Events != 1 || states[0].Delivered != 0 {
 		t.Errorf("states %+v (%v), want one in error with 1 event, 0 delivered", states, err)
+	}
+}
+
+// TestHorizonPerSubscription: a Subscription's own retry horizon
+// (HorizonExtension) applies when shorter than the server's.
+func TestHorizonPerSubscription(t *testing.T) {
+	rc := newReceiver(t)
+	rc.fail.Store(true)
+	e := start(t, subscription.Config{Horizon: time.Hour})
+	horizon := fmt.Sprintf(`,"extension":[{"url":%q,"valueDuration":{"value":0.2,"unit":"s","system":"http://unitsofmeasure.org","code":"s"}}]`, subscription.HorizonExtension)
+	sub := e.create(t, subscriptionJSON("LA1", "Communication", rc.URL, horizon))
+	eventually(t, "status active", func() bool { s, _ := e.status(t, sub.ID); return s == "active" })
+	e.create(t, communicationJSON("LA1", "x"))
+	eventually(t, "status error", func() bool { s, _ := e.status(t, sub.ID); return s == "error" })
+	if _, reason := e.status(t, sub.ID); !strings.Contains(reason, "not delivered for 200ms") {
+		t.Errorf("error %q, want the subscription's own horizon of 200ms", reason)
+	}
+	bad := e.create(t, subscriptionJSON("LA1", "Communication", rc.URL, strings.Replace(horizon, `"code":"s"`, `"code":"wk"`, 1)))
+	eventually(t, "bad horizon error", func() bool { s, _ := e.status(t, bad.ID); return s == "error" })
+	if _, reason := e.status(t, bad.ID); !strings.Contains(reason, "retry horizon") {
+		t.Errorf("horizon in weeks: error %q, want the retry horizon refused", reason)
 	}
 }
 

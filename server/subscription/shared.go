@@ -399,7 +399,7 @@ func (e *Engine) listen(ctx context.Context) {
 			case m.Channel == wakeChannel:
 				e.poke(m.Payload)
 			case strings.HasPrefix(m.Channel, socketChannels):
-				e.pingLocal(strings.TrimPrefix(m.Channel, socketChannels))
+				e.pushLocal(strings.TrimPrefix(m.Channel, socketChannels), m.Payload)
 			}
 		}
 	}

@@ -17,13 +17,18 @@ type sockets struct {
 }
 
 // Bind registers a websocket client of Subscription id: each notification
-// delivered to it sends "ping <id>" on the returned channel (buffered; a
-// client that falls 64 messages behind misses pings and the notification
-// is retried). The caller checks that the client may read the
-// Subscription, and calls unbind when the socket closes. Safe for
-// concurrent use.
+// delivered to it sends "ping <id>" on the returned channel, or for a
+// topic-based Subscription the notification Bundle (JSON), after a
+// handshake Bundle sent at once (buffered; a client that falls 64 messages
+// behind misses them and the notification is retried). The caller checks
+// that the client may read the Subscription, and calls unbind when the
+// socket closes. Safe for concurrent use.
+// See https://hl7.org/fhir/uv/subscriptions-backport/channels.html.
 func (e *Engine) Bind(id string) (msgs <-chan string, unbind func()) {
 	ch := make(chan string, 64)
+	if hs := e.socketHandshake(id); hs != nil {
+		ch <- string(hs)
+	}
 	e.socks.mu.Lock()
 	if e.socks.bound == nil {
 		e.socks.bound = map[string]map[chan string]struct{}{}
@@ -60,11 +65,31 @@ func (e *Engine) Bind(id string) (msgs <-chan string, unbind func()) {
 
 var errNoSocket = errors.New("no websocket client is bound to the subscription")
 
-// ping sends "ping <id>" to the clients bound to id, at every process when
-// shared; an error when none took it (shared: no process has one bound).
-func (e *Engine) ping(id string) error {
+// socketHandshake is the handshake Bundle of the topic-based websocket
+// Subscription id, nil for any other.
+func (e *Engine) socketHandshake(id string) []byte {
+	e.mu.Lock()
+	s, events := e.subs[id], e.delivered[id]
+	e.mu.Unlock()
+	if s == nil || s.topic == nil || s.channel != "websocket" {
+		return nil
+	}
+	b, err := notificationBundle(s, "handshake", events, nil, nil, "")
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// ping sends "ping <id>" to the clients bound to id; an error when none
+// took it.
+func (e *Engine) ping(id string) error { return e.push(id, "ping "+id) }
+
+// push sends msg to the clients bound to id, at every process when shared;
+// an error when none took it (shared: no process has one bound).
+func (e *Engine) push(id, msg string) error {
 	if e.cfg.Bus != nil {
-		n, err := e.cfg.Bus.Publish(context.Background(), socketChannels+id, "ping "+id)
+		n, err := e.cfg.Bus.Publish(context.Background(), socketChannels+id, msg)
 		if !e.busFailed(err) {
 			if n == 0 {
 				return errNoSocket
@@ -72,18 +97,18 @@ func (e *Engine) ping(id string) error {
 			return nil
 		}
 	}
-	return e.pingLocal(id)
+	return e.pushLocal(id, msg)
 }
 
-// pingLocal sends "ping <id>" to the clients bound to id at this process;
-// an error when none took it.
-func (e *Engine) pingLocal(id string) error {
+// pushLocal sends msg to the clients bound to id at this process; an error
+// when none took it.
+func (e *Engine) pushLocal(id, msg string) error {
 	e.socks.mu.Lock()
 	defer e.socks.mu.Unlock()
 	sent := false
 	for ch := range e.socks.bound[id] {
 		select {
-		case ch <- "ping " + id:
+		case ch <- msg:
 			sent = true
 		default:
 		}

@@ -4,8 +4,11 @@ package subscription
 // See https://hl7.org/fhir/R4/subscription.html#resource.
 
 import (
+	"context"
 	"fmt"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +24,13 @@ import (
 // whose valueString is the subscription's signing secret: with it, every
 // rest-hook request carries SignatureHeader.
 const SecretExtension = "https://fhir.cpis.nhs.uk/StructureDefinition/subscription-signing-secret"
+
+// HorizonExtension is the URL of the extension on Subscription.channel
+// whose valueDuration (unit s, min, h or d) is how long this
+// subscription's notifications are retried before it goes to status
+// error; at most the server's horizon (Config.Horizon), which applies
+// without it.
+const HorizonExtension = "https://fhir.cpis.nhs.uk/StructureDefinition/subscription-retry-horizon"
 
 // Subscription statuses. See https://hl7.org/fhir/R4/valueset-subscription-status.html.
 const (
@@ -43,6 +53,7 @@ type spec struct {
 	payload  string // "" (no body) or a MIME type
 	headers  []string
 	secret   string
+	horizon  time.Duration // zero: the server's
 	owner    *smart.Principal
 	// invalid, when set, is why the engine cannot serve the subscription.
 	invalid string
@@ -57,6 +68,68 @@ type spec struct {
 	// rows; exact says they are all of them (prefilter.go).
 	simple []fhir.Filter
 	exact  bool
+	// more are the criteria of a topic's other resource types: each a
+	// copy of s with its own typ, query, simple and exact, matched like s
+	// under the same id; parent points back to s.
+	more   []*spec
+	parent *spec
+}
+
+// horizonOr returns s's retry horizon, at most max (max when it has none).
+func (s *spec) horizonOr(max time.Duration) time.Duration {
+	if s.horizon > 0 && s.horizon < max {
+		return s.horizon
+	}
+	return max
+}
+
+// durationOf returns the FHIR Duration d (UCUM s, min, h or d), zero when
+// it is none of these.
+func durationOf(d *dtpb.Duration) time.Duration {
+	units := map[string]time.Duration{"s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	u, ok := units[d.GetCode().GetValue()]
+	if !ok {
+		return 0
+	}
+	v, err := strconv.ParseFloat(d.GetValue().GetValue(), 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(v * float64(u))
+}
+
+// parts returns s and the criteria of its other resource types.
+func (s *spec) parts() []*spec { return append([]*spec{s}, s.more...) }
+
+// root returns the Subscription's spec of a part.
+func (s *spec) root() *spec {
+	if s.parent != nil {
+		return s.parent
+	}
+	return s
+}
+
+// setSince sets since on every part.
+func (s *spec) setSince(seq int64) {
+	for _, m := range s.parts() {
+		m.since = seq
+	}
+}
+
+// prepare parses the criteria of every part strictly with reg and
+// compiles them (prefilter.go); s.invalid says why it cannot.
+func (s *spec) prepare(reg *fhir.SearchRegistry) {
+	for _, m := range s.parts() {
+		if s.invalid != "" {
+			return
+		}
+		q, err := fhir.ParseSearch(m.typ, m.query, fhir.SearchOptions{Registry: reg, Strict: true})
+		if err != nil {
+			s.invalid = "the criteria cannot be evaluated: " + errText(err)
+			return
+		}
+		m.compile(q)
+	}
 }
 
 // matching reports whether changes are matched for s.
@@ -95,32 +168,29 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		s.headers = append(s.headers, h.GetValue())
 	}
 	for _, ext := range ch.GetExtension() {
-		if ext.GetUrl().GetValue() == SecretExtension {
+		switch ext.GetUrl().GetValue() {
+		case SecretExtension:
 			s.secret = ext.GetValue().GetStringValue().GetValue()
+		case HorizonExtension:
+			if s.horizon = durationOf(ext.GetValue().GetDuration()); s.horizon <= 0 {
+				s.invalid = "the retry horizon must be a positive valueDuration in s, min, h or d"
+			}
 		}
 	}
 	s.owner = ownerOf(sub.GetMeta().GetTag())
 	criteria := sub.GetCriteria().GetValue()
 	typ, rawQuery, _ := strings.Cut(criteria, "?")
 	q, qerr := url.ParseQuery(rawQuery)
+	var filters map[string]url.Values // a topic's filters by resource type
+	var types []string                // a topic's resource types notified
 	if t := topicOf(criteria); t != nil {
-		s.topic, typ, q, qerr = t, t.Type, url.Values{}, nil
-		for _, ext := range sub.GetCriteria().GetExtension() {
-			if ext.GetUrl().GetValue() != FilterCriteriaExtension {
-				continue
-			}
-			ft, fq, _ := strings.Cut(ext.GetValue().GetStringValue().GetValue(), "?")
-			if ft != t.Type {
-				s.invalid = fmt.Sprintf("the filter criteria of topic %s must be searches of %s (%s?...)", t.URL, t.Type, t.Type)
-			}
-			vals, err := url.ParseQuery(fq)
-			if err != nil {
-				qerr = err
-			}
-			for k, v := range vals {
-				q[k] = append(q[k], v...)
-			}
+		s.topic = t
+		filters, types, qerr = topicFilters(t, sub.GetCriteria().GetExtension())
+		if types == nil {
+			s.invalid = fmt.Sprintf("the filter criteria of topic %s must be searches of %s (Type?...)", t.URL, strings.Join(t.Types, " or "))
+			types = t.Types
 		}
+		typ, q = types[0], filters[types[0]]
 		s.content = "id-only"
 		for _, ext := range ch.GetPayload().GetExtension() {
 			if ext.GetUrl().GetValue() == PayloadContentExtension {
@@ -148,8 +218,6 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		s.invalid = "the criteria's query is not a valid URL query"
 	case s.channel != "rest-hook" && s.channel != "websocket":
 		s.invalid = fmt.Sprintf("the channel type %s is not supported by this server (rest-hook and websocket are)", s.channel)
-	case s.channel == "websocket" && s.topic != nil:
-		s.invalid = "topic-based Subscriptions use the rest-hook channel here"
 	case s.payload != "" && s.payload != "application/fhir+json" && s.payload != "application/json":
 		s.invalid = "the channel payload must be application/fhir+json or absent"
 	}
@@ -164,16 +232,59 @@ func specOf(sub *srpb.Subscription, id string, version int64) *spec {
 		}
 	}
 	s.typ, s.query = typ, q
+	for i := 1; i < len(types); i++ { // a topic's other types
+		ft := types[i]
+		m := *s
+		m.typ, m.query, m.more, m.parent = ft, filters[ft], nil, s
+		s.more = append(s.more, &m)
+	}
 	return s
+}
+
+// topicFilters returns the backport-filter-criteria among exts by resource
+// type (each Type?params of one of t's types; several of a type are
+// ANDed) and the types notified: those the filters name, in t's order, or
+// all of t's when none does; nil types when a filter names another type.
+// See https://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition-backport-filter-criteria.html.
+func topicFilters(t *Topic, exts []*dtpb.Extension) (map[string]url.Values, []string, error) {
+	filters := map[string]url.Values{}
+	var qerr error
+	for _, ext := range exts {
+		if ext.GetUrl().GetValue() != FilterCriteriaExtension {
+			continue
+		}
+		ft, fq, _ := strings.Cut(ext.GetValue().GetStringValue().GetValue(), "?")
+		if !slices.Contains(t.Types, ft) {
+			return nil, nil, nil
+		}
+		vals, err := url.ParseQuery(fq)
+		if err != nil {
+			qerr = err
+		}
+		if filters[ft] == nil {
+			filters[ft] = url.Values{}
+		}
+		for k, v := range vals {
+			filters[ft][k] = append(filters[ft][k], v...)
+		}
+	}
+	var types []string
+	for _, ft := range t.Types {
+		if len(filters) == 0 || filters[ft] != nil {
+			types = append(types, ft)
+		}
+	}
+	return filters, types, qerr
 }
 
 // Check reports whether the engine can serve the Subscription p, so that a
 // write of one it cannot fails with a reason instead of being accepted and
 // set to error: a requested or active Subscription needs criteria that
 // parse strictly with reg's parameters and a rest-hook channel with an
-// absolute http(s) endpoint. Errors: IssueInvalid with the reason. Other
-// resource types and Subscriptions in status error or off pass.
-func Check(p *fhir.Parsed, reg *fhir.SearchRegistry) error {
+// absolute http(s) endpoint that endpoints allows (nil: public addresses
+// only). Errors: IssueInvalid with the reason. Other resource types and
+// Subscriptions in status error or off pass.
+func Check(ctx context.Context, p *fhir.Parsed, reg *fhir.SearchRegistry, endpoints *Endpoints) error {
 	sub := p.Proto().GetSubscription()
 	if sub == nil {
 		return nil
@@ -182,13 +293,12 @@ func Check(p *fhir.Parsed, reg *fhir.SearchRegistry) error {
 	if s.status != StatusRequested && s.status != StatusActive {
 		return nil
 	}
-	if s.invalid == "" {
-		if _, err := fhir.ParseSearch(s.typ, s.query, fhir.SearchOptions{Registry: reg, Strict: true}); err != nil {
-			s.invalid = "the criteria cannot be evaluated: " + errText(err)
-		}
-	}
+	s.prepare(reg)
 	if s.invalid != "" {
 		return fhir.Errorf(fhir.IssueInvalid, "Subscription: %s", s.invalid)
+	}
+	if s.channel == "rest-hook" {
+		return endpoints.Check(ctx, s.endpoint)
 	}
 	return nil
 }

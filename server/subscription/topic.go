@@ -33,18 +33,75 @@ type Topic struct {
 	URL string
 	// Title says what it notifies.
 	Title string
-	// Type is the resource type it notifies; filter criteria are searches
-	// of this type.
-	Type string
+	// Types are the resource types it notifies; filter criteria are
+	// searches of these types.
+	Types []string
 	// flagged makes the topic notify only resources whose subject has an
 	// active CP-IS Flag.
 	flagged bool
+	// record makes the topic notify CP-IS records: of the Flags only
+	// those with the CP-IS code, and an update that ends the record as
+	// the event "end" (EventCode).
+	record bool
 }
 
 // Topics are the server's subscription topics.
 var Topics = []Topic{
-	{URL: "https://fhir.cpis.nhs.uk/SubscriptionTopic/communication-for-council", Title: "Communication for a council (filter: recipient:identifier)", Type: "Communication"},
-	{URL: "https://fhir.cpis.nhs.uk/SubscriptionTopic/encounter-for-flagged-child", Title: "Encounter for a child with an active CP-IS Flag", Type: "Encounter", flagged: true},
+	{URL: "https://fhir.cpis.nhs.uk/SubscriptionTopic/communication-for-council", Title: "Communication for a council (filter: recipient:identifier)", Types: []string{"Communication"}},
+	{URL: "https://fhir.cpis.nhs.uk/SubscriptionTopic/encounter-for-flagged-child", Title: "Encounter for a child with an active CP-IS Flag", Types: []string{"Encounter"}, flagged: true},
+	{URL: "https://fhir.cpis.nhs.uk/SubscriptionTopic/record-for-council",
+		Title: "CP-IS record of a council's children created, updated, ended or deleted (filters: Flag?author:identifier, CarePlan?author:identifier, CareTeam?managing-organization:identifier, Patient?organization:identifier)",
+		Types: []string{"Flag", "CarePlan", "CareTeam", "Patient"}, record: true},
+}
+
+// EventExtension is the URL of the extension on a notification-event parameter
+// whose valueCode says what happened to the focus: create, update, end
+// (a CP-IS record ended: record-for-council only) or delete.
+const EventExtension = "https://fhir.cpis.nhs.uk/StructureDefinition/subscription-notification-event-type"
+
+// EventCode returns what the version r is to a Subscription of the topic
+// with the canonical topic (empty for criteria): delete, create (version
+// 1), end (record-for-council: an update whose record has ended) or
+// update.
+func EventCode(topic string, r *fhir.Resource) string {
+	switch t := topicOf(topic); {
+	case r.Deleted():
+		return "delete"
+	case r.VersionID == 1:
+		return "create"
+	case t != nil && t.record && ended(r):
+		return "end"
+	}
+	return "update"
+}
+
+// ended reports whether the CP-IS record version r has ended: its status
+// is no longer current (Flag and CareTeam inactive, CarePlan completed or
+// revoked, any entered-in-error) or its period ended at or before the
+// change (an unborn plan carries its planned end date from the start).
+func ended(r *fhir.Resource) bool {
+	var v struct {
+		Status string
+		Period struct{ End string }
+	}
+	if json.Unmarshal(r.JSON, &v) != nil {
+		return false
+	}
+	switch v.Status {
+	case "inactive", "completed", "revoked", "entered-in-error":
+		return true
+	}
+	if v.Period.End == "" {
+		return false
+	}
+	end, _, ok := fhir.DateRange(v.Period.End, nil)
+	return ok && end <= r.LastUpdated.UnixMilli()
+}
+
+// admits reports whether t notifies the version r at all, before its
+// filters: a record topic only CP-IS Flags of the Flags.
+func (t *Topic) admits(r *fhir.Resource) bool {
+	return !t.record || r.Type != "Flag" || cpisFlag(r.JSON)
 }
 
 func topicOf(url string) *Topic {
@@ -64,6 +121,7 @@ const (
 
 type param struct {
 	Name           string  `json:"name"`
+	Extension      []ext   `json:"extension,omitempty"`
 	ValueCode      string  `json:"valueCode,omitempty"`
 	ValueString    string  `json:"valueString,omitempty"`
 	ValueCanonical string  `json:"valueCanonical,omitempty"`
@@ -74,6 +132,11 @@ type param struct {
 
 type ref struct {
 	Reference string `json:"reference"`
+}
+
+type ext struct {
+	URL       string `json:"url"`
+	ValueCode string `json:"valueCode"`
 }
 
 // notificationBundle is the Backport IG notification of the kind typ
@@ -98,9 +161,19 @@ func notificationBundle(s *spec, typ string, total int64, n *fhir.Notification, 
 			{Name: "event-number", ValueString: strconv.FormatInt(n.Number, 10)},
 			{Name: "timestamp", ValueInstant: now},
 		}}
+		if r != nil {
+			ev.Extension = []ext{{URL: EventExtension, ValueCode: EventCode(s.topic.URL, r)}}
+		}
 		if s.content != "empty" && r != nil {
 			ev.Part = append(ev.Part, param{Name: "focus", ValueReference: &ref{r.VersionRef()}})
-			if s.content == "full-resource" {
+			switch {
+			case s.content != "full-resource":
+			case r.Deleted():
+				// No resource: the entry says what was deleted.
+				entries = append(entries, fhir.BundleEntry{FullURL: r.Ref(),
+					Request:  &fhir.BundleRequest{Method: http.MethodDelete, URL: r.Ref()},
+					Response: &fhir.BundleResponse{Status: "204 No Content", Etag: r.ETag()}})
+			default:
 				entries = append(entries, fhir.BundleEntry{FullURL: r.Ref(), Resource: r.JSON,
 					Request:  &fhir.BundleRequest{Method: http.MethodPut, URL: r.Ref()},
 					Response: &fhir.BundleResponse{Status: "200 OK", Etag: r.ETag()}})
