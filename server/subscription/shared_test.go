@@ -2,6 +2,7 @@ package subscription_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,25 +58,49 @@ func TestShared_OrderUnderConcurrentWritesTwoEngines(t *testing.T) {
 }
 
 // TestShared_WebsocketClientAtTheOtherEngine: a websocket client bound
-// through one engine gets the pings of a Subscription whatever engine
-// delivers it, through Redis pub/sub.
+// through one engine gets the messages of a Subscription whatever engine
+// delivers it, through Redis pub/sub: the pings of an R4 websocket
+// Subscription, the notification Bundles (after the handshake at the bind)
+// of a topic-based one.
 func TestShared_WebsocketClientAtTheOtherEngine(t *testing.T) {
 	a, b := sharedPair(t)
-	sub := a.create(t, `{"resourceType":"Subscription","status":"requested","reason":"test","criteria":"Communication","channel":{"type":"websocket"}}`)
-	eventually(t, "status active", func() bool { s, _ := a.status(t, sub.ID); return s == "active" })
-	for _, bound := range []*env{a, b} {
-		msgs, unbind := bound.eng.Bind(sub.ID)
-		for _, writer := range []*env{a, b} {
-			writer.create(t, communicationJSON("LA1", "x"))
-			select {
-			case m := <-msgs:
-				if m != "ping "+sub.ID {
-					t.Errorf("message %q, want ping %s", m, sub.ID)
+	for _, c := range []struct {
+		name, body string
+		topic      bool
+	}{
+		{"R4", `{"resourceType":"Subscription","status":"requested","reason":"test","criteria":"Communication","channel":{"type":"websocket"}}`, false},
+		{"topic", `{"resourceType":"Subscription","status":"requested","reason":"test","criteria":"` + subscription.Topics[0].URL + `",
+			"channel":{"type":"websocket","payload":"application/fhir+json","_payload":{"extension":[{"url":"` + subscription.PayloadContentExtension + `","valueCode":"id-only"}]}}}`, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sub := a.create(t, c.body)
+			eventually(t, "status active", func() bool { s, _ := a.status(t, sub.ID); return s == "active" })
+			next := func(msgs <-chan string, want string) {
+				t.Helper()
+				select {
+				case m := <-msgs:
+					if !strings.Contains(m, want) {
+						t.Errorf("message %.200q, want one with %q", m, want)
+					}
+				case <-time.After(30 * time.Second):
+					t.Fatalf("no %q message within 30s", want)
 				}
-			case <-time.After(30 * time.Second):
-				t.Fatal("no ping within 30s")
 			}
-		}
-		unbind()
+			for _, bound := range []*env{a, b} {
+				msgs, unbind := bound.eng.Bind(sub.ID)
+				if c.topic {
+					next(msgs, "handshake")
+				}
+				for _, writer := range []*env{a, b} {
+					writer.create(t, communicationJSON("LA1", "x"))
+					if c.topic {
+						next(msgs, "event-notification")
+					} else {
+						next(msgs, "ping "+sub.ID)
+					}
+				}
+				unbind()
+			}
+		})
 	}
 }
