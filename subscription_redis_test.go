@@ -404,3 +404,30 @@ func TestServe_DataFolderSharedOnlyWithRedis(t *testing.T) {
 		t.Errorf("lookup through b of the Patient written through a: %d entries, want 1", n)
 	}
 }
+
+// TestServe_RedisDownAtStart: a server whose --redis-url does not answer
+// starts, says so on stderr, and delivers notifications from the store.
+func TestServe_RedisDownAtStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: not testing a start with Redis down (builds and runs cpis)")
+	}
+	port := 0
+	for p := 19199; p >= 19100 && port == 0; p-- {
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			ln.Close()
+			port = p // free: nothing answers there
+		}
+	}
+	rc := newHookReceiver(t, 0)
+	bin := buildCPIS(t)
+	dir := t.TempDir()
+	p := startCPIS(t, bin, dir, "--redis-url", fmt.Sprintf("redis://127.0.0.1:%d/0", port))
+	if !strings.Contains(p.stderr.String(), "WARNING: Redis (--redis-url) does not answer") {
+		t.Errorf("stderr %q: want the warning that Redis does not answer", tail(p.stderr.String(), 2048))
+	}
+	client := &http.Client{Transport: withToken(t, dir, http.DefaultTransport)}
+	sub := subscribe(t, client, p.base, rc.srv.URL+"/fhir")
+	postCommunications(t, client, p.base, 0, 20, 10)
+	rc.waitFor(t, sub, 20, time.Minute)
+	rc.check(t, sub, 20, true)
+}
