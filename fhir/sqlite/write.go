@@ -102,6 +102,7 @@ func (s *Store) commit(batch []*writeReq) {
 		return
 	}
 	if wrote {
+		s.ckpt.dirty.Store(true)
 		s.last = now
 		select {
 		case s.commits <- struct{}{}:
