@@ -70,7 +70,6 @@ type Store struct {
 	commits chan struct{} // signalled after each commit that wrote (subscription.go)
 
 	audit auditState // the audit trail (audit.go)
-	ckpt  checkpoint // the WAL checkpoint (checkpoint.go)
 	path  string     // the database file
 }
 
@@ -96,7 +95,7 @@ func Open(path string, cfg Config) (*Store, error) {
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
 	s := &Store{path: path, cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}, commits: make(chan struct{}, 1)}
 	var err error
-	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=cache_size(-32768)&_pragma=wal_autocheckpoint(0)"); err != nil {
+	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=cache_size(-32768)"); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s.wdb.SetMaxOpenConns(1)
@@ -147,10 +146,6 @@ func Open(path string, cfg Config) (*Store, error) {
 	if s.audit.journal, err = journal.Open(ReadAuditPath(path), cfg.Now); err != nil {
 		s.closeDBs()
 		return nil, err
-	}
-	if err := s.ckpt.start(dsn); err != nil {
-		s.closeDBs()
-		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	go s.writer()
 	return s, nil
@@ -356,7 +351,7 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.done
-	return errors.Join(s.audit.journal.Close(), s.ckpt.close(), s.closeDBs())
+	return errors.Join(s.audit.journal.Close(), s.closeDBs())
 }
 
 func (s *Store) closeDBs() error {

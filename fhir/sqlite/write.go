@@ -102,7 +102,6 @@ func (s *Store) commit(batch []*writeReq) {
 		return
 	}
 	if wrote {
-		s.ckpt.dirty.Store(true)
 		s.last = now
 		select {
 		case s.commits <- struct{}{}:
