@@ -102,7 +102,10 @@ func (s *Store) catchUp(ctx context.Context) error {
 // goroutine calls it.
 func (s *Store) writerCatchUp(ctx context.Context) {
 	var v int64
-	err := s.conn.QueryRowContext(ctx, `PRAGMA data_version`).Scan(&v)
+	st, err := s.writerStmt(ctx, `PRAGMA data_version`)
+	if err == nil {
+		err = st.QueryRowContext(ctx).Scan(&v)
+	}
 	if err == nil && v == s.wversion {
 		return
 	}

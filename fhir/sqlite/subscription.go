@@ -24,7 +24,11 @@ func (s *Store) Commits() <-chan struct{} { return s.commits }
 // Changes returns up to limit committed versions with Seq above after, in
 // Seq order, with their JSON (nil for a delete).
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]*fhir.Resource, error) {
-	rows, err := s.rdb.QueryContext(ctx, `SELECT type, id, version, seq, last_updated, method, body FROM history WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	st, err := s.stmts.get(ctx, `SELECT type, id, version, seq, last_updated, method, body FROM history WHERE seq > ? ORDER BY seq LIMIT ?`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: changes: %w", err)
+	}
+	rows, err := st.QueryContext(ctx, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: changes: %w", err)
 	}
