@@ -69,8 +69,9 @@ type Store struct {
 
 	commits chan struct{} // signalled after each commit that wrote (subscription.go)
 
-	audit auditState // the audit trail (audit.go)
-	path  string     // the database file
+	audit  auditState    // the audit trail (audit.go)
+	recent recentIndexes // index rows of the last versions committed (recent.go)
+	path   string        // the database file
 }
 
 type writeReq struct {

@@ -22,7 +22,8 @@ import (
 func (s *Store) Commits() <-chan struct{} { return s.commits }
 
 // Changes returns up to limit committed versions with Seq above after, in
-// Seq order, with their JSON (nil for a delete).
+// Seq order, with their JSON (nil for a delete) and, for the versions
+// committed last, the index rows they were written with (recent.go).
 func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]*fhir.Resource, error) {
 	st, err := s.stmts.get(ctx, `SELECT type, id, version, seq, last_updated, method, body FROM history WHERE seq > ? ORDER BY seq LIMIT ?`)
 	if err != nil {
@@ -36,6 +37,7 @@ func (s *Store) Changes(ctx context.Context, after int64, limit int) ([]*fhir.Re
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: changes: %w", err)
 	}
+	s.recent.fill(out)
 	return out, nil
 }
 

@@ -115,6 +115,7 @@ func (s *Store) commit(batch []*writeReq) {
 		s.pids.gen.Add(1)
 	}
 	wtx.added = wtx.added[:0]
+	s.recent.add(wtx.recent) // committed: the matcher may take their index rows
 	for i, r := range batch {
 		r.done <- errs[i]
 	}
@@ -129,7 +130,7 @@ func (s *Store) runSavepoint(ctx context.Context, tx *tx, fn func(fhir.Tx) error
 	if _, err := s.conn.ExecContext(ctx, "SAVEPOINT w"); err != nil {
 		return fmt.Errorf("%w: %v", errSavepoint, err)
 	}
-	mark, audit := len(tx.added), tx.audit
+	mark, audit, recent := len(tx.added), tx.audit, len(tx.recent)
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sqlite: write function panicked: %v", p)
@@ -137,6 +138,7 @@ func (s *Store) runSavepoint(ctx context.Context, tx *tx, fn func(fhir.Tx) error
 		if err != nil {
 			tx.forget(mark)
 			tx.audit = audit
+			tx.recent = tx.recent[:recent]
 			if _, rerr := s.conn.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
 				err = fmt.Errorf("%w: %v", errSavepoint, rerr)
 				return
@@ -159,6 +161,9 @@ type tx struct {
 	added []paramKey
 	args  []any     // reused for index row inserts
 	audit auditHead // the audit chain's head in this transaction (audit.go)
+	// recent lists the index rows of the versions put, for recentIndexes
+	// once committed.
+	recent []recentIndex
 }
 
 func (t *tx) Now() time.Time { return t.now }
@@ -198,6 +203,9 @@ func (t *tx) Put(r *fhir.Resource) error {
 	// Version 1 is the resource's first row, so it has no index rows yet.
 	if err := t.replaceIndex(rid, r.Type, r.VersionID > 1, r.Index); err != nil {
 		return fmt.Errorf("sqlite: put %s: %w", r.Type, err)
+	}
+	if r.Index != nil {
+		t.recent = append(t.recent, recentIndex{seq: r.Seq, typ: r.Type, id: r.ID, version: r.VersionID, idx: r.Index})
 	}
 	return nil
 }

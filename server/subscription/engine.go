@@ -382,6 +382,10 @@ func (e *Engine) matchBatch(ctx context.Context, changes []*fhir.Resource) ([]fh
 	index := func(i int) *fhir.Index {
 		if idx[i] == nil {
 			c := changes[i]
+			if c.Index != nil && !c.Deleted() {
+				idx[i] = c.Index // the store's, made at write time
+				return idx[i]
+			}
 			if c.Deleted() {
 				// A delete is matched on the version it removed.
 				if c = e.prior(ctx, c); c == nil {
