@@ -173,13 +173,12 @@ func newBench(o benchOptions, mix [numOps]int) (*bench, error) {
 			b.visits = append(b.visits, g.EncounterJSON(g.Attendance(k0+k)))
 		}
 	}
-	// New children for uploads: from a random place beyond the seeded set,
+	// New children for uploads: from a random place in the upload band,
+	// above the subjects the lookups and attendances draw their misses from,
 	// so that runs seldom upload the same children twice.
-	room := g.NHSNumbers() - o.children - 200_000
-	if room < 1 {
-		room = 1
-	}
-	b.nextKid.Store(int64(o.children + r.IntN(room)))
+	lo, hi := g.UploadBand()
+	room := max(hi-lo-synthetic.ChildrenPerBundle, 1)
+	b.nextKid.Store(int64(lo + r.IntN(room)))
 	return b, nil
 }
 
@@ -255,8 +254,8 @@ func (b *bench) one(ctx context.Context, r *rand.Rand, w *worker, buf *bytes.Buf
 		method, u, body, want = http.MethodPost, b.base+"/Encounter", b.visits[r.IntN(len(b.visits))], http.StatusCreated
 	case opUpload:
 		from := int(b.nextKid.Add(synthetic.ChildrenPerBundle)) - synthetic.ChildrenPerBundle
-		if from+synthetic.ChildrenPerBundle > b.g.NHSNumbers() {
-			from = b.o.children
+		if lo, hi := b.g.UploadBand(); from+synthetic.ChildrenPerBundle > hi {
+			from = lo // round the band again
 		}
 		method, u, body = http.MethodPost, b.base, b.g.UploadBundle(b.g.NewChildrenUpload(from, synthetic.ChildrenPerBundle))
 	case opHealthz:

@@ -91,9 +91,15 @@ func TestGenerator_NHSNumbers(t *testing.T) {
 		}
 		seen[nhs] = i
 	}
+	lo, hi := g.UploadBand()
+	if hi != g.NHSNumbers() || lo <= 1000 || lo >= hi {
+		t.Fatalf("UploadBand() = [%d, %d), want a band at the top of [1000, %d)", lo, hi, g.NHSNumbers())
+	}
 	for k := range 1000 {
-		if i := g.UnseededSubject(uint64(k) * 7919); i < 1000 || i >= g.NHSNumbers() {
-			t.Fatalf("UnseededSubject(%d) = %d, want in [1000, %d)", k*7919, i, g.NHSNumbers())
+		// Below the upload band: an upload never gives an unseeded
+		// subject a record.
+		if i := g.UnseededSubject(uint64(k) * 7919); i < 1000 || i >= lo {
+			t.Fatalf("UnseededSubject(%d) = %d, want in [1000, %d)", k*7919, i, lo)
 		}
 	}
 }
