@@ -269,7 +269,18 @@ func TestCPIS_AccessRepeatCanonical(t *testing.T) {
 	if len(listed) != 1 || len(repeat) != 1 || listed[0]["id"] == repeat[0]["id"] {
 		t.Fatalf("admin: %d listed and %d repeat access AuditEvents, want 1 and 1", len(listed), len(repeat))
 	}
-	r, err := ts.Store.Read(t.Context(), "AuditEvent", repeat[0]["id"].(string))
+	stored, canon := storedCanonical(t, ts, "AuditEvent", repeat[0]["id"].(string))
+	if string(canon) != string(stored) || !strings.Contains(string(stored), `"code":"repeat"`) {
+		t.Errorf("stored repeat AuditEvent is not canonical or not tagged repeat:\n got %s\nwant %s", stored, canon)
+	}
+}
+
+// storedCanonical reads typ/id from the store and returns its stored JSON
+// and the codec's canonical JSON of it; the test fails when it is not
+// valid R4.
+func storedCanonical(t *testing.T, ts *testServer, typ, id string) (stored, canon []byte) {
+	t.Helper()
+	r, err := ts.Store.Read(t.Context(), typ, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,15 +290,12 @@ func TestCPIS_AccessRepeatCanonical(t *testing.T) {
 	}
 	p, err := codec.Parse(r.JSON)
 	if err != nil {
-		t.Fatalf("stored AuditEvent is not valid R4: %v; %s", err, r.JSON)
+		t.Fatalf("stored %s is not valid R4: %v; %s", typ, err, r.JSON)
 	}
-	canon, err := codec.Marshal(p)
-	if err != nil {
+	if canon, err = codec.Marshal(p); err != nil {
 		t.Fatal(err)
 	}
-	if string(canon) != string(r.JSON) || !strings.Contains(string(r.JSON), `"code":"repeat"`) {
-		t.Errorf("stored repeat AuditEvent is not canonical or not tagged repeat:\n got %s\nwant %s", r.JSON, canon)
-	}
+	return r.JSON, canon
 }
 
 // accessEntries returns the access AuditEvents about the child nhs tagged
