@@ -601,74 +601,63 @@ func (ss seenSet) add(ods string, r seenRecord) {
 // person who looks every 23 hours is listed once a day.
 func (s *Server) seenSince(tx fhir.Tx, nhs, viewer string, since time.Time) (seenSet, error) {
 	seen := seenSet{}
-	q, err := fhir.ParseSearch("AuditEvent", url.Values{
+	err := s.eachMatch(tx, "AuditEvent", url.Values{
 		"patient:identifier": {nhsNumberSystem + "|" + nhs},
 		"type":               {access.AccessEventSystem + "|" + access.AccessEventCode},
 		"date":               {"ge" + fhir.FormatInstant(since)},
 		"_tag":               {AccessTagSystem + "|" + accessListed},
 		"_count":             {"100"},
-	}, fhir.SearchOptions{Registry: s.registry, Strict: true})
+	}, func(r *fhir.Resource) bool {
+		var ae struct {
+			Meta struct {
+				Tag []jsonCoding `json:"tag"`
+			} `json:"meta"`
+			Agent []struct {
+				AltID     string `json:"altId"`
+				Requestor bool   `json:"requestor"`
+			} `json:"agent"`
+			Entity []struct {
+				What   jsonRef `json:"what"`
+				Detail []struct {
+					Type        string `json:"type"`
+					ValueString string `json:"valueString"`
+				} `json:"detail"`
+			} `json:"entity"`
+		}
+		if json.Unmarshal(r.JSON, &ae) != nil {
+			return true
+		}
+		mine := false
+		for _, ag := range ae.Agent {
+			mine = mine || (ag.Requestor && ag.AltID == viewer)
+		}
+		if !mine {
+			return true
+		}
+		ods := ""
+		for _, t := range ae.Meta.Tag {
+			if t.System == odsSystem {
+				ods = t.Code
+			}
+		}
+		for _, e := range ae.Entity {
+			if e.What.Reference == "" {
+				continue
+			}
+			rec := seenRecord{ref: e.What.Reference}
+			for _, d := range e.Detail {
+				if d.Type == planDetail {
+					rec.plan = d.ValueString
+				}
+			}
+			seen.add(ods, rec)
+		}
+		return true
+	})
 	if err != nil {
 		return nil, err
 	}
-	q.Total = fhir.TotalNone
-	var cursor fhir.Cursor
-	for {
-		page, err := tx.Search(q, cursor, false)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range page.Matches {
-			var ae struct {
-				Meta struct {
-					Tag []jsonCoding `json:"tag"`
-				} `json:"meta"`
-				Agent []struct {
-					AltID     string `json:"altId"`
-					Requestor bool   `json:"requestor"`
-				} `json:"agent"`
-				Entity []struct {
-					What   jsonRef `json:"what"`
-					Detail []struct {
-						Type        string `json:"type"`
-						ValueString string `json:"valueString"`
-					} `json:"detail"`
-				} `json:"entity"`
-			}
-			if json.Unmarshal(r.JSON, &ae) != nil {
-				continue
-			}
-			mine := false
-			for _, ag := range ae.Agent {
-				mine = mine || (ag.Requestor && ag.AltID == viewer)
-			}
-			if !mine {
-				continue
-			}
-			ods := ""
-			for _, t := range ae.Meta.Tag {
-				if t.System == odsSystem {
-					ods = t.Code
-				}
-			}
-			for _, e := range ae.Entity {
-				if e.What.Reference == "" {
-					continue
-				}
-				rec := seenRecord{ref: e.What.Reference}
-				for _, d := range e.Detail {
-					if d.Type == planDetail {
-						rec.plan = d.ValueString
-					}
-				}
-				seen.add(ods, rec)
-			}
-		}
-		if page.Next == nil {
-			return seen, nil
-		}
-		cursor = page.Next
-	}
+	return seen, nil
 }
 
 // accessHistoryParams turns a clinician's or a council's

@@ -400,43 +400,56 @@ func (s *Server) toldSince(tx fhir.Tx, c *council, nhs, site string, since time.
 	if c.subject == "" {
 		by = url.Values{"subject:identifier": {nhsNumberSystem + "|" + nhs}, "_count": {"100"}}
 	}
-	q, err := fhir.ParseSearch("Communication", by,
-		fhir.SearchOptions{Registry: s.registry, Strict: true})
+	told := false
+	err := s.eachMatch(tx, "Communication", by, func(r *fhir.Resource) bool {
+		var n struct {
+			Category  []jsonConcept `json:"category"`
+			Sender    jsonRef       `json:"sender"`
+			Recipient []jsonRef     `json:"recipient"`
+			Sent      string        `json:"sent"`
+		}
+		if json.Unmarshal(r.JSON, &n) != nil || n.Sender.identifier(odsSystem) != site {
+			return true
+		}
+		if t, err := time.Parse(time.RFC3339Nano, n.Sent); err != nil || t.Before(since) {
+			return true
+		}
+		notification := false
+		for _, cat := range n.Category {
+			notification = notification || cat.code(categorySystem) == "notification"
+		}
+		for _, rc := range n.Recipient {
+			if notification && ((c.ods != "" && rc.identifier(odsSystem) == c.ods) || (c.ods == "" && rc.Reference == c.ref)) {
+				told = true
+				return false
+			}
+		}
+		return true
+	})
+	return told, err
+}
+
+// eachMatch runs the search typ?params (strict) inside tx and calls fn with
+// every match, page after page, until fn returns false.
+func (s *Server) eachMatch(tx fhir.Tx, typ string, params url.Values, fn func(*fhir.Resource) bool) error {
+	q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{Registry: s.registry, Strict: true})
 	if err != nil {
-		return false, err
+		return err
 	}
 	q.Total = fhir.TotalNone
 	var cursor fhir.Cursor
 	for {
 		page, err := tx.Search(q, cursor, false)
 		if err != nil {
-			return false, err
+			return err
 		}
 		for _, r := range page.Matches {
-			var n struct {
-				Category  []jsonConcept `json:"category"`
-				Sender    jsonRef       `json:"sender"`
-				Recipient []jsonRef     `json:"recipient"`
-				Sent      string        `json:"sent"`
-			}
-			if json.Unmarshal(r.JSON, &n) != nil || n.Sender.identifier(odsSystem) != site {
-				continue
-			}
-			if t, err := time.Parse(time.RFC3339Nano, n.Sent); err != nil || t.Before(since) {
-				continue
-			}
-			notification := false
-			for _, cat := range n.Category {
-				notification = notification || cat.code(categorySystem) == "notification"
-			}
-			for _, rc := range n.Recipient {
-				if notification && ((c.ods != "" && rc.identifier(odsSystem) == c.ods) || (c.ods == "" && rc.Reference == c.ref)) {
-					return true, nil
-				}
+			if !fn(r) {
+				return nil
 			}
 		}
 		if page.Next == nil {
-			return false, nil
+			return nil
 		}
 		cursor = page.Next
 	}
