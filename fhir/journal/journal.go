@@ -145,7 +145,10 @@ func (j *Journal) Append(rec []byte) error {
 
 // flush writes the open batch, and the ones that fill meanwhile, until
 // none is left: a record waits for the write under way and its own at
-// most.
+// most, but the leader's own Append returns only when it stops, up to
+// minSyncGap after its batch is durable. Handing over sooner (checking for
+// waiting records before the gap's sleep) measured about 4% fewer lookups
+// per second.
 func (j *Journal) flush() {
 	for {
 		if d := minSyncGap - time.Since(j.lastSync); d > 0 {
