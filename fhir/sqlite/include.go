@@ -186,12 +186,12 @@ func (s *Store) includeTargets(ctx context.Context, rd *reader, inc fhir.Include
 			return nil, err
 		}
 		b.w(" AND x.pid = ")
-		b.arg(pid)
+		b.key(pid)
 	}
 	b.w(" AND t.type = x.ref_type AND t.id = x.ref_id AND t.deleted = 0")
 	if inc.TargetType != "" {
 		b.w(" AND t.type = ")
-		b.arg(inc.TargetType)
+		b.key(inc.TargetType)
 	}
 	return queryHits(ctx, rd, &b)
 }
@@ -210,14 +210,14 @@ func (s *Store) revIncludeSources(ctx context.Context, rd *reader, inc fhir.Incl
 			return nil, err
 		}
 		b.w(" = ")
-		b.arg(pid)
+		b.key(pid)
 	} else {
 		b.w(" IN (SELECT pid FROM search_param WHERE type = ")
-		b.arg(inc.Source)
+		b.key(inc.Source)
 		b.w(")")
 	}
 	b.w(" AND x.ref_id = t.id AND x.ref_type = t.type AND o.rid = x.rid AND o.type = ")
-	b.arg(inc.Source)
+	b.key(inc.Source)
 	b.w(" AND o.deleted = 0")
 	return queryHits(ctx, rd, &b)
 }

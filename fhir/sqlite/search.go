@@ -294,6 +294,25 @@ func (b *sqlb) arg(v any) {
 	b.args = append(b.args, v)
 }
 
+// key writes v, a search parameter's key (int64) or a resource type
+// (string), into the SQL text rather than as an argument. Both come from
+// small fixed sets, so the statements stay few; and a statement that binds
+// them as arguments is prepared again by SQLite whenever they change
+// between two runs (about 80 us for a token search here), as the lookups'
+// Patient and Organization searches do all the time.
+func (b *sqlb) key(v any) {
+	switch v := v.(type) {
+	case int64:
+		b.sb.WriteString(strconv.FormatInt(v, 10))
+	case string:
+		b.sb.WriteByte('\'')
+		b.sb.WriteString(strings.ReplaceAll(v, "'", "''"))
+		b.sb.WriteByte('\'')
+	default:
+		b.arg(v)
+	}
+}
+
 // alias returns a table alias not used before in the statement.
 func (b *sqlb) alias(prefix string) string {
 	b.n++
@@ -357,7 +376,7 @@ func (c *rowCond) match(b *sqlb, r string) {
 	// take the range index for a date or number (every AuditEvent of the
 	// last day, say, for each candidate).
 	b.w("EXISTS (SELECT 1 FROM ", c.table, " ", x, " INDEXED BY ", c.table, "_rid WHERE ", x, ".rid = ", r, ".rid AND ", x, ".pid = ")
-	b.arg(c.pid)
+	b.key(c.pid)
 	if len(c.preds) > 0 {
 		b.w(" AND (")
 		for i, p := range c.preds {
@@ -387,7 +406,7 @@ func (c *rowCond) rids(b *sqlb) {
 		}
 		x := b.alias("x")
 		b.w("SELECT ", x, ".rid FROM ", c.table, " ", x, " WHERE ", x, ".pid = ")
-		b.arg(c.pid)
+		b.key(c.pid)
 		b.w(" AND ")
 		p(b, x)
 	}
@@ -414,7 +433,7 @@ func (c *resCond) rank() int {
 func (c *resCond) rids(b *sqlb) {
 	x := b.alias("x")
 	b.w("SELECT ", x, ".rid FROM res ", x, " WHERE ", x, ".type = ")
-	b.arg(c.typ)
+	b.key(c.typ)
 	b.w(" AND ")
 	c.pred(b, x)
 }
@@ -515,7 +534,7 @@ type typedCond struct {
 
 func (c *typedCond) match(b *sqlb, r string) {
 	b.w("(", r, ".type = ")
-	b.arg(c.typ)
+	b.key(c.typ)
 	b.w(" AND ")
 	c.inner.match(b, r)
 	b.w(")")
@@ -577,7 +596,7 @@ func minMax(table, col string, pid int64, desc bool) func(b *sqlb, r string) {
 			agg = "max("
 		}
 		b.w("(SELECT ", agg, strings.ReplaceAll(col, "$", x), ") FROM ", table, " ", x, " WHERE ", x, ".rid = ", r, ".rid AND +", x, ".pid = ")
-		b.arg(pid)
+		b.key(pid)
 		b.w(")")
 	}
 }
@@ -1039,14 +1058,14 @@ func (p *plan) where(b *sqlb, r string) {
 	case 0:
 	case 1:
 		b.w(" AND ", r, ".type = ")
-		b.arg(p.types[0])
+		b.key(p.types[0])
 	default:
 		b.w(" AND ", r, ".type IN (")
 		for i, t := range p.types {
 			if i > 0 {
 				b.w(", ")
 			}
-			b.arg(t)
+			b.key(t)
 		}
 		b.w(")")
 	}

@@ -89,7 +89,7 @@ func (c *compositeCond) match(b *sqlb, r string) {
 		b.w(" JOIN idx_composite ", a, " ON ", a, ".rid = ", as[0], ".rid AND ", a, ".pid = ", as[0], ".pid AND ", a, ".cid = ", as[0], ".cid AND ", a, ".part = ", strconv.Itoa(i))
 	}
 	b.w(" WHERE ", as[0], ".rid = ", r, ".rid AND ", as[0], ".pid = ")
-	b.arg(c.pid)
+	b.key(c.pid)
 	b.w(" AND ", as[0], ".part = 0 AND (")
 	for j, parts := range c.values {
 		if j > 0 {

@@ -90,14 +90,14 @@ type chainTarget struct {
 func (c *chainCond) match(b *sqlb, r string) {
 	x, t := b.alias("x"), b.alias("t")
 	b.w("EXISTS (SELECT 1 FROM idx_reference ", x, " CROSS JOIN res ", t, " WHERE ", x, ".rid = ", r, ".rid AND ", x, ".pid = ")
-	b.arg(c.pid)
+	b.key(c.pid)
 	b.w(" AND ", t, ".type = ", x, ".ref_type AND ", t, ".id = ", x, ".ref_id AND ", t, ".deleted = 0 AND (")
 	for i, ct := range c.targets {
 		if i > 0 {
 			b.w(" OR ")
 		}
 		b.w("(", t, ".type = ")
-		b.arg(ct.typ)
+		b.key(ct.typ)
 		b.w(" AND ")
 		ct.inner.match(b, t)
 		b.w(")")
@@ -127,9 +127,9 @@ func (c *chainCond) rids(b *sqlb) {
 		b.w("SELECT ", x, ".rid FROM res ", t, " CROSS JOIN idx_reference ", x, " WHERE ", t, ".rid IN (")
 		ct.inner.rids(b)
 		b.w(") AND ", t, ".type = ")
-		b.arg(ct.typ)
+		b.key(ct.typ)
 		b.w(" AND ", t, ".deleted = 0 AND ", x, ".pid = ")
-		b.arg(c.pid)
+		b.key(c.pid)
 		b.w(" AND ", x, ".ref_id = ", t, ".id AND ", x, ".ref_type = ", t, ".type")
 	}
 }
@@ -168,9 +168,9 @@ type hasCond struct {
 func (c *hasCond) match(b *sqlb, r string) {
 	x, o := b.alias("x"), b.alias("o")
 	b.w("EXISTS (SELECT 1 FROM idx_reference ", x, " CROSS JOIN res ", o, " WHERE ", x, ".pid = ")
-	b.arg(c.pid)
+	b.key(c.pid)
 	b.w(" AND ", x, ".ref_id = ", r, ".id AND ", x, ".ref_type = ", r, ".type AND ", o, ".rid = ", x, ".rid AND ", o, ".type = ")
-	b.arg(c.typ)
+	b.key(c.typ)
 	b.w(" AND ", o, ".deleted = 0 AND ")
 	c.inner.match(b, o)
 	b.w(")")
@@ -190,9 +190,9 @@ func (c *hasCond) rids(b *sqlb) {
 	b.w("SELECT ", t, ".rid FROM res ", o, " CROSS JOIN idx_reference ", x, " CROSS JOIN res ", t, " WHERE ", o, ".rid IN (")
 	c.inner.rids(b)
 	b.w(") AND ", o, ".type = ")
-	b.arg(c.typ)
+	b.key(c.typ)
 	b.w(" AND ", o, ".deleted = 0 AND ", x, ".rid = ", o, ".rid AND ", x, ".pid = ")
-	b.arg(c.pid)
+	b.key(c.pid)
 	b.w(" AND ", t, ".type = ", x, ".ref_type AND ", t, ".id = ", x, ".ref_id")
 }
 
