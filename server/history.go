@@ -8,7 +8,6 @@ package server
 // type or (instance history) unknown id.
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -128,7 +127,7 @@ func (s *Server) history(c *gin.Context, typ, id string) {
 	for _, r := range page.Versions {
 		b.Entry = append(b.Entry, historyEntry(base, r))
 	}
-	out, err := json.Marshal(b)
+	out, err := b.JSON()
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -233,7 +233,7 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	if oo != nil {
 		b.Entry = append(b.Entry, fhir.BundleEntry{Resource: oo, Search: &fhir.BundleSearch{Mode: "outcome"}})
 	}
-	out, err := json.Marshal(b)
+	out, err := b.JSON()
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -223,7 +223,7 @@ func (s *Server) subscriptionEventsOp(c *gin.Context) {
 		Request:  &fhir.BundleRequest{Method: http.MethodGet, URL: "Subscription/" + id + "/$events"},
 		Response: &fhir.BundleResponse{Status: "200 OK"},
 	}}, resources...)
-	out, err := json.Marshal(b)
+	out, err := b.JSON()
 	if err != nil {
 		s.fail(c, err)
 		return

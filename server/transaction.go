@@ -78,7 +78,7 @@ func (s *Server) bundle(c *gin.Context) {
 		}
 	}
 	warnFlagged(c)
-	b, err := json.Marshal(out)
+	b, err := out.JSON()
 	if err != nil {
 		s.fail(c, err)
 		return
