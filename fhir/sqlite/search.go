@@ -50,11 +50,67 @@ func (s *Store) Search(ctx context.Context, q *fhir.Search, cursor fhir.Cursor, 
 	return s.search(ctx, &reader{s: s}, q, cursor, backward)
 }
 
+// emptyPage is the answer of a search that nothing can match.
+func emptyPage(q *fhir.Search, cursor fhir.Cursor) *fhir.SearchPage {
+	page := &fhir.SearchPage{Total: -1}
+	if q.Total == fhir.TotalAccurate || q.Total == fhir.TotalEstimate || (q.Total == fhir.TotalDefault && cursor == nil) {
+		page.Total = 0
+	}
+	return page
+}
+
+// plainFilters reports whether q is a query compile cannot refuse: no
+// sort or include, and filters that are tokens without a modifier,
+// references with :identifier, or chains of a reference to such a filter,
+// alone or in an OR. (The restriction is the server's own.)
+func plainFilters(q *fhir.Search) bool {
+	if len(q.Sort) > 0 || len(q.Include) > 0 || len(q.RevInclude) > 0 || q.Type == "" {
+		return false
+	}
+	var plain func(fs []fhir.Filter) bool
+	plain = func(fs []fhir.Filter) bool {
+		for i := range fs {
+			f := &fs[i]
+			switch {
+			case len(f.Any) > 0:
+				if !plain(f.Any) {
+					return false
+				}
+			case f.Has != nil || f.Param == nil:
+				return false
+			case len(f.Chain) > 0:
+				if f.Param.Type != fhir.SearchParamReference || f.Modifier != "" {
+					return false
+				}
+				for j := range f.Chain {
+					if !plain([]fhir.Filter{f.Chain[j].Filter}) {
+						return false
+					}
+				}
+			case len(f.Values) == 0:
+				return false
+			case f.Param.Type == fhir.SearchParamToken && f.Modifier == "":
+			case f.Param.Type == fhir.SearchParamReference && f.Modifier == "identifier":
+			default:
+				return false
+			}
+		}
+		return true
+	}
+	return plain(q.Filters)
+}
+
 // search runs q with rd: the read pool (a fresh reader) or the writer's
 // transaction (a reader with w set).
 func (s *Store) search(ctx context.Context, rd *reader, q *fhir.Search, cursor fhir.Cursor, backward bool) (*fhir.SearchPage, error) {
 	if q.Count < 0 {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "_count must not be negative")
+	}
+	if cursor == nil && plainFilters(q) && s.ids.absent(q) && s.stillAbsent(ctx, q) {
+		// The lookup of an NHS number no record carries (99% of CP-IS
+		// lookups), answered without compiling the query: its filters are
+		// of the kinds compile never refuses.
+		return emptyPage(q, nil), nil
 	}
 	p, err := s.compile(ctx, rd, q)
 	if err != nil {
@@ -67,11 +123,7 @@ func (s *Store) search(ctx context.Context, rd *reader, q *fhir.Search, cursor f
 				return nil, err
 			}
 		}
-		page := &fhir.SearchPage{Total: -1}
-		if q.Total == fhir.TotalAccurate || q.Total == fhir.TotalEstimate || (q.Total == fhir.TotalDefault && cursor == nil) {
-			page.Total = 0
-		}
-		return page, nil
+		return emptyPage(q, cursor), nil
 	}
 	var pos *position
 	if cursor != nil {
