@@ -60,6 +60,11 @@ type Restriction struct {
 	// Types maps a resource type to the filters (ANDed) its resources must
 	// match; nil or empty filters reach every resource of the type.
 	Types map[string][]Filter
+	// Pinned, when set, gives the filters of the types it knows (ok true)
+	// ahead of Types, made when a search asks for them: a restriction
+	// made for one search, whose types are many and its search reaches
+	// few.
+	Pinned func(typ string) (fs []Filter, ok bool)
 	// Base, when set, holds the types that Types does not (Types wins): a
 	// restriction shared by many searches, such as the part of a
 	// principal's that does not depend on the search. Shared filters must
@@ -84,6 +89,11 @@ func (r *Restriction) Filters(typ string) ([]Filter, bool) {
 		return nil, true
 	}
 	for ; r != nil; r = r.Base {
+		if r.Pinned != nil {
+			if fs, ok := r.Pinned(typ); ok {
+				return fs, true
+			}
+		}
 		if fs, ok := r.Types[typ]; ok {
 			return fs, true
 		}

@@ -276,11 +276,15 @@ func (pl *Policy) restriction(p *smart.Principal, pin *childPin) (*fhir.Restrict
 	if !clinician || pin == nil {
 		return st.base, nil
 	}
-	r := &fhir.Restriction{Types: make(map[string][]fhir.Filter, len(st.child)), Base: st.base}
-	for t, fs := range st.child {
-		r.Types[t] = append([]fhir.Filter{pl.pinFilter(t, pin)}, fs...)
-	}
-	return r, nil
+	// The child types' filters are made for the types the search asks
+	// for, not all of them (a lookup asks for one or two of eight).
+	return &fhir.Restriction{Base: st.base, Pinned: func(t string) ([]fhir.Filter, bool) {
+		fs, ok := st.child[t]
+		if !ok {
+			return nil, false
+		}
+		return append([]fhir.Filter{pl.pinFilter(t, pin)}, fs...), true
+	}}, nil
 }
 
 // principalStatics is the part of a principal's restriction that does
