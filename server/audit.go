@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -144,8 +143,40 @@ func AdminAuditRecord(now time.Time, command, osUser string, details url.Values)
 		Role: "admin", Interaction: "admin:" + command, Method: "CLI", Path: command, Query: details.Encode()})
 }
 
-// nhsInQuery finds NHS numbers given with their system in a query.
-var nhsInQuery = regexp.MustCompile(`nhs-number\|([0-9]{10})`)
+// nhsNumbersIn returns the NHS numbers given with their system in the
+// query q: the 10 digits after "nhs-number|" (the bar also URL-encoded,
+// %7C), in order.
+func nhsNumbersIn(q string) []string {
+	var out []string
+	for {
+		i := strings.Index(q, "nhs-number")
+		if i < 0 {
+			return out
+		}
+		q = q[i+len("nhs-number"):]
+		switch {
+		case strings.HasPrefix(q, "|"):
+			q = q[1:]
+		case len(q) >= 3 && q[0] == '%' && q[1] == '7' && (q[2] == 'C' || q[2] == 'c'):
+			q = q[3:]
+		default:
+			continue
+		}
+		if len(q) >= 10 && allDigits(q[:10]) {
+			out = append(out, q[:10])
+			q = q[10:]
+		}
+	}
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // auditRequest is the middleware that writes each request's record: see
 // the file comment.
@@ -187,8 +218,8 @@ func (s *Server) auditRequest(c *gin.Context) {
 	ev.rec.Time = fhir.FormatInstant(s.cfg.Now())
 	ev.rec.Status = bw.status
 	q := ev.rec.Query
-	for _, m := range nhsInQuery.FindAllStringSubmatch(strings.ReplaceAll(strings.ReplaceAll(q, "%7C", "|"), "%7c", "|"), -1) {
-		ev.addPatient(m[1])
+	for _, nhs := range nhsNumbersIn(q) {
+		ev.addPatient(nhs)
 	}
 	if t := c.Param("type"); t == "Patient" && c.Param("ctype") != "" {
 		ev.addPatient("Patient/" + c.Param("id"))
