@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strconv"
@@ -73,6 +74,9 @@ func (s *Server) recover(c *gin.Context) {
 func (s *Server) logRequest(c *gin.Context) {
 	start := time.Now()
 	c.Next()
+	if !s.log.Enabled(c.Request.Context(), slog.LevelInfo) {
+		return // the line's arguments alone cost allocations
+	}
 	s.log.Info("request",
 		"request_id", requestIDOf(c),
 		"method", c.Request.Method,
@@ -103,11 +107,11 @@ func routeType(c *gin.Context) string {
 // non-JSON request body 415.
 // See https://hl7.org/fhir/R4/http.html#mime-type.
 func (s *Server) negotiate(c *gin.Context) {
-	if f := c.Query("_format"); f != "" && !jsonFormat(f) {
+	if f := queryValue(c, "_format"); f != "" && !jsonFormat(f) {
 		s.fail(c, &statusError{http.StatusNotAcceptable, fhir.Errorf(fhir.IssueNotSupported, "_format %q is not supported; this server supports JSON only (_format=json or application/fhir+json)", safeMedia(f))})
 		return
 	}
-	if a := c.GetHeader("Accept"); a != "" && c.Query("_format") == "" && !acceptsJSON(a) {
+	if a := c.GetHeader("Accept"); a != "" && queryValue(c, "_format") == "" && !acceptsJSON(a) {
 		s.fail(c, &statusError{http.StatusNotAcceptable, fhir.Errorf(fhir.IssueNotSupported, "the Accept header asks for a format this server does not produce; it supports JSON only (application/fhir+json)")})
 		return
 	}
@@ -201,9 +205,19 @@ func (s *Server) tooLarge() error {
 	return &statusError{http.StatusRequestEntityTooLarge, fhir.Errorf(fhir.IssueTooLong, "the request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
 }
 
+// queryValue is c.Query(name), without parsing the query when its text
+// does not hold the name (most requests hold neither _format nor
+// _pretty).
+func queryValue(c *gin.Context, name string) string {
+	if !strings.Contains(c.Request.URL.RawQuery, name) {
+		return ""
+	}
+	return c.Query(name)
+}
+
 // writeJSON writes a JSON body, indented when _pretty=true.
 func (s *Server) writeJSON(c *gin.Context, status int, body []byte) {
-	if c.Query("_pretty") == "true" {
+	if queryValue(c, "_pretty") == "true" {
 		var buf bytes.Buffer
 		if err := json.Indent(&buf, body, "", "  "); err == nil {
 			body = buf.Bytes()

@@ -137,7 +137,8 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	}
 	// The audit record keeps the search as run (a paging link's is sealed
 	// in its cursor), NHS numbers included.
-	auditEventOf(c.Request.Context()).setQuery(params.Encode())
+	encoded := params.Encode()
+	auditEventOf(c.Request.Context()).setQuery(encoded)
 	base := s.baseURL(c)
 	q, err := fhir.ParseSearch(typ, params, fhir.SearchOptions{
 		Registry:     s.registry,
@@ -175,13 +176,16 @@ func (s *Server) search(c *gin.Context, typ string, comp *fhir.CompartmentRef) {
 	}
 
 	// The search as understood: the parameters less those ignored.
-	used := url.Values{}
-	for k, vs := range params {
-		if !ignored(q.Ignored, k) {
-			used[k] = vs
+	st := pageState{Type: typ, Query: encoded}
+	if len(q.Ignored) > 0 {
+		used := url.Values{}
+		for k, vs := range params {
+			if !ignored(q.Ignored, k) {
+				used[k] = vs
+			}
 		}
+		st.Query = used.Encode()
 	}
-	st := pageState{Type: typ, Query: used.Encode()}
 	if comp != nil {
 		st.Compartment = comp.Type + "/" + comp.ID
 	}
