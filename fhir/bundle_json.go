@@ -179,8 +179,11 @@ func compactPlain(raw []byte) bool {
 	return !in
 }
 
-// appendString appends s as a JSON string the way encoding/json writes
-// it: HTML characters and U+2028/U+2029 escaped, invalid UTF-8 as U+FFFD.
+// AppendJSONString appends s as a JSON string, the bytes encoding/json
+// writes for it: HTML characters and U+2028/U+2029 escaped, invalid UTF-8
+// as U+FFFD.
+func AppendJSONString(dst []byte, s string) []byte { return appendString(dst, s) }
+
 func appendString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bytes"
+	"encoding/json"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,6 +28,49 @@ func TestNHSNumbersIn(t *testing.T) {
 		}
 		if got := nhsNumbersIn(q); !slices.Equal(got, want) {
 			t.Errorf("nhsNumbersIn(%q) = %q, want %q", q, got, want)
+		}
+	}
+}
+
+// TestAuditRecord_JSONAsMarshal: the record's JSON is json.Marshal's, for
+// every field set or empty and strings that need escaping.
+func TestAuditRecord_JSONAsMarshal(t *testing.T) {
+	yes, no := true, false
+	for i, r := range []auditRecord{
+		{},
+		{Time: "2026-12-01T10:00:00.000Z", RequestID: "r1", Interaction: "search-type", Method: "GET", Path: "/Flag", Unscheduled: &no},
+		{Time: "2026-12-01T10:00:00.000Z", RequestID: "r2", Subject: "u<1>", ClientID: "c&d", Role: "clinician-unscheduled", ODS: "R9A01", SDSRole: "R8000", TokenID: "j\"t\\i",
+			Interaction: "search-type", Method: "GET", Path: "/Flag", Type: "Flag", ID: "x", Query: "subject%3Aidentifier=https%3A%2F%2Ffhir.nhs.uk%2FId%2Fnhs-number%7C9990000018\u2028\x01\xff",
+			Status: 200, Unscheduled: &yes, Patients: []string{"9990000018", "Patient/p1"}, Resources: []string{"Flag/f1/_history/1"}, Written: []string{"AuditEvent/a1/_history/1 create"}},
+	} {
+		want, err := json.Marshal(&r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.JSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
+		}
+	}
+}
+
+// TestPageState_JSONAsMarshal: a sealed page state's JSON is json.Marshal's.
+func TestPageState_JSONAsMarshal(t *testing.T) {
+	for i, st := range []pageState{
+		{},
+		{Query: "a=b"},
+		{Type: "Flag", Compartment: "Patient/1", Query: "subject%3Aidentifier=x%7C1&<>", Cursor: []byte{0, 1, 2, 250, 251, 252, 253}, Backward: true},
+		{Type: "Patient", Query: "", Cursor: []byte("k")},
+	} {
+		want, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := st.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("case %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
 }

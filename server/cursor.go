@@ -54,8 +54,34 @@ func newCursorSealer(key []byte) (*cursorSealer, error) {
 }
 
 func (cs *cursorSealer) seal(st pageState) string {
-	plain, _ := json.Marshal(st)
-	return cs.sealBytes(plain, nil)
+	return cs.sealBytes(st.appendJSON(make([]byte, 0, 64+len(st.Query)+len(st.Cursor)*2)), nil)
+}
+
+// appendJSON appends st's JSON, the bytes json.Marshal writes for it
+// (TestPageState_JSONAsMarshal), without reflection.
+func (st *pageState) appendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
+	if st.Type != "" {
+		dst = append(dst, `"t":`...)
+		dst = fhir.AppendJSONString(dst, st.Type)
+		dst = append(dst, ',')
+	}
+	if st.Compartment != "" {
+		dst = append(dst, `"c":`...)
+		dst = fhir.AppendJSONString(dst, st.Compartment)
+		dst = append(dst, ',')
+	}
+	dst = append(dst, `"q":`...)
+	dst = fhir.AppendJSONString(dst, st.Query)
+	if len(st.Cursor) > 0 {
+		dst = append(dst, `,"p":"`...)
+		dst = base64.StdEncoding.AppendEncode(dst, st.Cursor)
+		dst = append(dst, '"')
+	}
+	if st.Backward {
+		dst = append(dst, `,"b":true`...)
+	}
+	return append(dst, '}')
 }
 
 // sealBytes seals plain with the additional data purpose (which keeps
