@@ -67,9 +67,19 @@ func (b *Bundle) JSON() ([]byte, error) {
 }
 
 func (b *Bundle) sizeHint() int {
-	n := 256
+	n := 128 + len(b.ID)
+	for _, l := range b.Link {
+		n += 32 + len(l.URL)
+	}
 	for i := range b.Entry {
-		n += len(b.Entry[i].Resource) + 128
+		e := &b.Entry[i]
+		n += 96 + len(e.FullURL) + len(e.Resource)
+		if e.Request != nil {
+			n += 32 + len(e.Request.URL)
+		}
+		if e.Response != nil {
+			n += 96 + len(e.Response.Location) + len(e.Response.Outcome)
+		}
 	}
 	return n
 }
