@@ -90,6 +90,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
+		// Alone in the folder, as cpis seed --data: a server on it
+		// would go on answering from the index being rebuilt.
+		lock, err := lockData(*dir, false)
+		if err != nil {
+			return err
+		}
+		defer lock.Close()
 		store, err := sqlite.Open(filepath.Join(*dir, dbFile), sqlite.Config{})
 		if err != nil {
 			return err

@@ -112,3 +112,35 @@ func serveOnce(t *testing.T, dir string) string {
 	}
 	return stdout.String()
 }
+
+// TestFolderCommands_RefuseAFolderInUse: cpis reindex and cpis seed --data
+// refuse a data folder a server holds (its identifier set and caches would
+// not see what they write), and run once it is free.
+func TestFolderCommands_RefuseAFolderInUse(t *testing.T) {
+	dir := t.TempDir()
+	writeUnindexed(t, dir, "9990000018")
+	for _, shared := range []bool{false, true} {
+		lock, err := lockData(dir, shared) // a server, alone or one of several with --redis-url
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{
+			{"reindex", "--data", dir},
+			{"seed", "--data", dir, "--children", "10", "--councils", "2", "--sites", "2"},
+		} {
+			var stdout, stderr bytes.Buffer
+			err := run(context.Background(), args, &stdout, &stderr)
+			if err == nil || !strings.Contains(err.Error(), "in use by") {
+				t.Errorf("cpis %s with the folder locked (shared %v): %v, want a refusal saying it is in use", args[0], shared, err)
+			}
+		}
+		lock.Close()
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"reindex", "--data", dir}, &stdout, &stderr); err != nil {
+		t.Fatalf("cpis reindex on a free folder: %v; stderr %s", err, stderr.String())
+	}
+	if n := countByNHS(t, dir, "9990000018"); n != 1 {
+		t.Errorf("after reindex: %d matches, want 1", n)
+	}
+}

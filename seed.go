@@ -212,12 +212,21 @@ func openHandler(ctx context.Context, dir string, stderr io.Writer) (http.Handle
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("data folder: %w", err)
 	}
+	// Alone in the folder: a server running on it would not see what is
+	// loaded behind its back (its identifier set would answer "no
+	// record" for children just loaded).
+	lock, err := lockData(dir, false)
+	if err != nil {
+		return nil, nil, err
+	}
 	store, err := sqlite.Open(filepath.Join(dir, "cpis.db"), sqlite.Config{})
 	if err != nil {
+		lock.Close()
 		return nil, nil, err
 	}
 	fail := func(err error) (http.Handler, func() error, error) {
 		store.Close()
+		lock.Close()
 		return nil, nil, err
 	}
 	registry := fhir.NewSearchRegistry()
@@ -241,7 +250,7 @@ func openHandler(ctx context.Context, dir string, stderr io.Writer) (http.Handle
 	if err != nil {
 		return fail(err)
 	}
-	return srv, store.Close, nil
+	return srv, func() error { defer lock.Close(); return store.Close() }, nil
 }
 
 // countOf returns the number of resources a search (below the FHIR base)
