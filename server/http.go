@@ -205,11 +205,11 @@ func (s *Server) tooLarge() error {
 	return &statusError{http.StatusRequestEntityTooLarge, fhir.Errorf(fhir.IssueTooLong, "the request body is larger than the limit of %d bytes", s.cfg.MaxBodyBytes)}
 }
 
-// queryValue is c.Query(name), without parsing the query when its text
-// does not hold the name (most requests hold neither _format nor
-// _pretty).
+// queryValue is c.Query(name) for a name "_x", without parsing the query
+// when its text does not hold "x" (most requests hold neither _format nor
+// _pretty); the underscore may come encoded, %5F.
 func queryValue(c *gin.Context, name string) string {
-	if !strings.Contains(c.Request.URL.RawQuery, name) {
+	if !strings.Contains(c.Request.URL.RawQuery, strings.TrimPrefix(name, "_")) {
 		return ""
 	}
 	return c.Query(name)

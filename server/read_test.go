@@ -80,7 +80,7 @@ func TestRead_PrettyAndFormat(t *testing.T) {
 	for _, a := range []string{"application/fhir+json", "application/json", "*/*", "application/fhir+xml;q=0.9, application/fhir+json"} {
 		do(t, "GET", ts.Base+"/Patient/p1", "", "Accept", a).wantStatus(t, 200)
 	}
-	for _, tt := range []struct{ query, accept string }{{"?_format=xml", ""}, {"?_format=application/fhir%2Bxml", ""}, {"", "application/fhir+xml"}, {"", "text/html"}} {
+	for _, tt := range []struct{ query, accept string }{{"?_format=xml", ""}, {"?%5Fformat=xml", ""}, {"?_format=application/fhir%2Bxml", ""}, {"", "application/fhir+xml"}, {"", "text/html"}} {
 		res := do(t, "GET", ts.Base+"/Patient/p1"+tt.query, "", "Accept", tt.accept).wantStatus(t, http.StatusNotAcceptable)
 		if code, diag, _ := res.outcome(t); code != "not-supported" || !strings.Contains(diag, "JSON") {
 			t.Errorf("%s Accept %q: issue %q %q, want not-supported saying JSON is supported", tt.query, tt.accept, code, diag)

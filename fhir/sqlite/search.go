@@ -106,7 +106,9 @@ func (s *Store) search(ctx context.Context, rd *reader, q *fhir.Search, cursor f
 	if q.Count < 0 {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "_count must not be negative")
 	}
-	if cursor == nil && plainFilters(q) && s.ids.absent(q) && s.stillAbsent(ctx, q) {
+	// An identifier that no resource carries: nothing can match.
+	absent := s.ids.absent(q) && s.stillAbsent(ctx, q)
+	if absent && cursor == nil && plainFilters(q) {
 		// The lookup of an NHS number no record carries (99% of CP-IS
 		// lookups), answered without compiling the query: its filters are
 		// of the kinds compile never refuses.
@@ -116,8 +118,7 @@ func (s *Store) search(ctx context.Context, rd *reader, q *fhir.Search, cursor f
 	if err != nil {
 		return nil, err
 	}
-	if s.ids.absent(q) && s.stillAbsent(ctx, q) {
-		// An identifier that no resource carries: nothing can match.
+	if absent {
 		if cursor != nil {
 			if _, err := decodeCursor(cursor, len(p.keys)); err != nil {
 				return nil, err
