@@ -47,11 +47,12 @@ type Store struct {
 	wdb  *sql.DB
 	conn *sql.Conn // the writer's connection, used only by the writer goroutine
 
-	readStmt, vreadStmt               *sql.Stmt
-	txRead, txInsertHistory, txUpsert *sql.Stmt
-	txIndex                           indexStmts           // the writer's index row statements
-	insStmts                          map[insKey]*sql.Stmt // the writer's index row inserts, by table and row count
-	wstmts                            map[string]*sql.Stmt // the writer's search statements (Tx.Search), by SQL text
+	readStmt, vreadStmt                *sql.Stmt
+	txRead, txInsertHistory            *sql.Stmt
+	txResRid, txResInsert, txResUpdate *sql.Stmt            // the writer's res row statements (tx.Put)
+	txIndex                            indexStmts           // the writer's index row statements
+	insStmts                           map[insKey]*sql.Stmt // the writer's index row inserts, by table and row count
+	wstmts                             map[string]*sql.Stmt // the writer's search statements (Tx.Search), by SQL text
 
 	stmts *stmtCache         // the read pool's search statements
 	pids  pidCache           // search parameter keys as readers see them
@@ -164,10 +165,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.vreadStmt, s.rdb.PrepareContext, selectVersion + `history h WHERE h.type = ? AND h.id = ? AND h.version = ?`},
 		{&s.txRead, s.conn.PrepareContext, selectVersion + `res r JOIN history h ON h.seq = r.seq WHERE r.type = ? AND r.id = ?`},
 		{&s.txInsertHistory, s.conn.PrepareContext, `INSERT INTO history (type, id, version, last_updated, method, body) VALUES (?, ?, ?, ?, ?, ?)`},
-		{&s.txUpsert, s.conn.PrepareContext, `INSERT INTO res (type, id, version, seq, last_updated, deleted) VALUES (?, ?, ?, ?, ?, ?)
-			ON CONFLICT (type, id) DO UPDATE SET version = excluded.version, seq = excluded.seq,
-			last_updated = excluded.last_updated, deleted = excluded.deleted
-			RETURNING rid`},
+		{&s.txResRid, s.conn.PrepareContext, `SELECT rid FROM res WHERE type = ? AND id = ?`},
+		{&s.txResInsert, s.conn.PrepareContext, `INSERT INTO res (type, id, version, seq, last_updated, deleted) VALUES (?, ?, ?, ?, ?, ?)`},
+		{&s.txResUpdate, s.conn.PrepareContext, `UPDATE res SET version = ?, seq = ?, last_updated = ?, deleted = ? WHERE rid = ?`},
 	}
 	for _, st := range s.txIndex.all() {
 		stmts = append(stmts, struct {
@@ -357,7 +357,7 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{s.readStmt, s.vreadStmt, s.txRead, s.txInsertHistory, s.txUpsert} {
+	for _, st := range []*sql.Stmt{s.readStmt, s.vreadStmt, s.txRead, s.txInsertHistory, s.txResRid, s.txResInsert, s.txResUpdate} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
