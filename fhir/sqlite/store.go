@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -66,7 +67,10 @@ type Store struct {
 	closed bool
 	reqs   chan *writeReq
 	done   chan struct{}
-	last   time.Time // last commit time, owned by the writer
+	ckKick chan struct{} // asks the checkpointer for a checkpoint (checkpoint.go)
+	ckStop chan struct{} // closed to stop the checkpointer
+	ckDone chan struct{} // closed when the checkpointer has stopped
+	last   time.Time     // last commit time, owned by the writer
 
 	commits chan struct{} // signalled after each commit that wrote (subscription.go)
 
@@ -97,7 +101,8 @@ func Open(path string, cfg Config) (*Store, error) {
 		"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=temp_store(MEMORY)"
 	s := &Store{path: path, cfg: cfg, reqs: make(chan *writeReq, 4096), done: make(chan struct{}), wpids: map[paramKey]int64{}, ids: newIDSet(), insStmts: map[insKey]*sql.Stmt{}, wstmts: map[string]*sql.Stmt{}, commits: make(chan struct{}, 1)}
 	var err error
-	if s.wdb, err = sql.Open("sqlite", dsn+"&_txlock=immediate&_pragma=cache_size(-32768)"); err != nil {
+	wdsn := dsn + "&_txlock=immediate&_pragma=cache_size(-32768)&_pragma=wal_autocheckpoint(" + strconv.Itoa(autoCheckpointPages) + ")"
+	if s.wdb, err = sql.Open("sqlite", wdsn); err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	s.wdb.SetMaxOpenConns(1)
@@ -149,6 +154,16 @@ func Open(path string, cfg Config) (*Store, error) {
 		s.closeDBs()
 		return nil, err
 	}
+	// The checkpointer's connection (checkpoint.go).
+	ckdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		s.audit.journal.Close()
+		s.closeDBs()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	ckdb.SetMaxOpenConns(1)
+	s.ckKick, s.ckStop, s.ckDone = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+	go checkpointer(ckdb, s.ckKick, s.ckStop, s.ckDone)
 	go s.writer()
 	return s, nil
 }
@@ -352,6 +367,8 @@ func (s *Store) Close() error {
 	close(s.reqs)
 	s.mu.Unlock()
 	<-s.done
+	close(s.ckStop)
+	<-s.ckDone
 	return errors.Join(s.audit.journal.Close(), s.closeDBs())
 }
 

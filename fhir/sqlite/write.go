@@ -103,6 +103,7 @@ func (s *Store) commit(batch []*writeReq) {
 	}
 	if wrote {
 		s.last = now
+		s.kickCheckpoint()
 		select {
 		case s.commits <- struct{}{}:
 		default:
