@@ -6,7 +6,8 @@
 // durable are run together, each inside its own savepoint, and share the
 // next commit and its fsync (synchronous=FULL). A write is acknowledged only
 // after that commit returns. Reads use a pool of read-only connections and
-// never wait for the writer.
+// never wait for the writer. The WAL is copied into the database file in
+// the background, on a connection of its own (checkpoint.go).
 //
 // # Search
 //
