@@ -15,7 +15,7 @@ import (
 // instead
 //   - lets the writer checkpoint only past autoCheckpointPages, so that a
 //     page written by many commits is copied once (a national seed's last
-//     40,000 children: 2,050-2,140 -> about 2,900 resources a second);
+//     40,000 children: 2,118 -> 2,587-2,697 resources a second);
 //   - checkpoints in the background, on a connection of its own, at most
 //     every checkpointGap after commits (PASSIVE: it never blocks the
 //     writer or the readers), so that in steady use the WAL is copied in
