@@ -32,6 +32,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -70,6 +71,9 @@ type Journal struct {
 	line  []byte
 	// lastSync is when the last batch was taken.
 	lastSync time.Time
+
+	// durable is end as the flusher last left it, for End.
+	durable atomic.Int64
 }
 
 // minSyncGap is the least time between two batches: a sync costs about
@@ -117,6 +121,7 @@ func Open(path string, now func() time.Time) (*Journal, error) {
 		f.Close()
 		return nil, err
 	}
+	j.durable.Store(j.end)
 	return j, nil
 }
 
@@ -207,8 +212,14 @@ func (j *Journal) write(recs [][]byte) error {
 	}
 	j.end += int64(len(buf))
 	j.head = h
+	j.durable.Store(j.end)
 	return nil
 }
+
+// End returns the byte position after the last entry this process knows
+// to be durable: every Append that returned before End was called is
+// before it (another process's appends may be after it).
+func (j *Journal) End() int64 { return j.durable.Load() }
 
 // sync makes the writes durable. The file's size changes only when it
 // grows (reserve), so fdatasync has no metadata to write on most appends,

@@ -56,6 +56,10 @@ func ReadAuditPath(path string) string { return path + "-audit" }
 // ReadAuditPath is the read trail's journal of this store.
 func (s *Store) ReadAuditPath() string { return ReadAuditPath(s.path) }
 
+// ReadAuditEnd returns the read trail's position after the last record
+// this store appended (journal.Journal.End).
+func (s *Store) ReadAuditEnd() int64 { return s.audit.journal.End() }
+
 // AppendAudit appends rec (one line of compact JSON) to the read trail and
 // returns once it is durable (or the error that kept it from being so).
 // Concurrent calls share writes. It is safe for concurrent use.
