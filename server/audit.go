@@ -62,6 +62,9 @@ type auditRecord struct {
 	Patients    []string `json:"patients,omitempty"`
 	Resources   []string `json:"resources,omitempty"`
 	Written     []string `json:"written,omitempty"`
+	// Access is the access history the request is due, which the access
+	// queue writes (cpis_access_queue.go).
+	Access *accessIntent `json:"access,omitempty"`
 }
 
 // JSON returns the record's JSON, the bytes json.Marshal writes for it
@@ -299,9 +302,26 @@ func (s *Server) auditRequest(c *gin.Context) {
 	ev.mu.Unlock()
 	switch {
 	case err != nil:
+	case acc != nil && bw.status == http.StatusOK && s.access != nil:
+		// The record keeps the access history due; the queue writes it.
+		s.access.begin()
+		r.Access = acc.intent()
+		var b []byte
+		if b, err = json.Marshal(&r); err == nil {
+			err = log.AppendAudit(context.WithoutCancel(c.Request.Context()), b)
+		}
+		var it *accessItem
+		if err == nil {
+			r.Access = nil
+			it = &accessItem{rec: r, read: acc}
+		}
+		s.access.end(it)
 	case acc != nil && bw.status == http.StatusOK:
 		// A lookup's access history goes in the same durable write as
 		// its record.
+		if err = s.completeAccess(c.Request.Context(), acc, nil); err != nil {
+			break
+		}
 		err = s.store.Write(context.WithoutCancel(c.Request.Context()), func(tx fhir.Tx) error {
 			al, ok := tx.(txAuditLog)
 			if !ok {

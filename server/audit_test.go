@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -107,9 +109,30 @@ func TestAudit_Records(t *testing.T) {
 }
 
 // TestAudit_Unrecorded checks that nothing is disclosed when the record
-// cannot be written.
+// cannot be written: a write without the write trail, a lookup (whose
+// record also keeps its access history) without the read trail.
 func TestAudit_Unrecorded(t *testing.T) {
 	w := newPolicyWorld(t)
+	// Another process left a line that is not an entry where the read
+	// trail's entries end: the next append stops at it.
+	trail, err := os.ReadFile(w.ts.Store.ReadAuditPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := bytes.IndexByte(trail, 0)
+	f, err := os.OpenFile(w.ts.Store.ReadAuditPath(), os.O_WRONLY, 0)
+	if err != nil || end < 0 {
+		t.Fatal(err, end)
+	}
+	if _, err := f.WriteAt([]byte("not an entry\n"), int64(end)); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	res := do(t, http.MethodGet, w.ts.Base+"/Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+w.nhs[1]), "", bearer(w.cl)...).wantStatus(t, http.StatusServiceUnavailable)
+	if code, _, _ := res.outcome(t); code != "transient" || strings.Contains(string(res.Body), "Flag/") {
+		t.Errorf("unrecorded read: %s; want a transient OperationOutcome and no Flag", res.Body)
+	}
+
 	db, err := sql.Open("sqlite", "file:"+w.ts.Path)
 	if err != nil {
 		t.Fatal(err)
@@ -118,9 +141,11 @@ func TestAudit_Unrecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	res := do(t, http.MethodGet, w.ts.Base+"/Flag?subject:identifier="+url.QueryEscape(nhsSys+"|"+w.nhs[1]), "", bearer(w.cl)...).wantStatus(t, http.StatusServiceUnavailable)
-	if code, _, _ := res.outcome(t); code != "transient" || strings.Contains(string(res.Body), "Flag/") {
-		t.Errorf("unrecorded read: %s; want a transient OperationOutcome and no Flag", res.Body)
+	body := strings.Replace(cpisPatient("", w.nhs[2], "female", "2015-04-01", false, false), `"gender"`,
+		`"managingOrganization":{"identifier":{"system":"`+odsSys+`","value":"`+councilA+`"}},"gender"`, 1)
+	res = do(t, http.MethodPost, w.ts.Base+"/Patient", body, bearer(w.la)...)
+	if res.StatusCode < 500 || strings.Contains(string(res.Body), `"resourceType":"Patient"`) {
+		t.Errorf("unrecorded write: %d %s; want a 5xx OperationOutcome", res.StatusCode, res.Body)
 	}
 }
 
@@ -141,7 +166,8 @@ func TestAudit_AuditEventSearch(t *testing.T) {
 		json.Unmarshal(res.Body, &b)
 		var out []map[string]any
 		for _, e := range b.Entry {
-			if d, _ := e.Resource["outcomeDesc"].(string); strings.Contains(d, "req-ae") {
+			// The request's event; its access history's commit is another.
+			if d, _ := e.Resource["outcomeDesc"].(string); strings.Contains(d, "HTTP 200; request req-ae") {
 				out = append(out, e.Resource)
 			}
 		}

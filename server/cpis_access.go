@@ -17,11 +17,11 @@ package server
 //     it) and listed or repeat (the first look by that person at those
 //     records in 24 hours, or a later one; a record is a council's plan,
 //     whichever of its Flag, CarePlan and CareTeam was read).
-//   - They are written in the same store transaction as the request's
-//     audit record and the lookup's notifications (notifyContact, the care
-//     organisation being the viewer's), so a lookup that finds a record
-//     pays one durable write and a lookup that finds none pays nothing
-//     more than before.
+//   - The request's read-trail record keeps what they are made of; the
+//     access queue (cpis_access_queue.go) writes them after the answer,
+//     with the lookup's notifications (notifyContact, the care
+//     organisation being the viewer's), many lookups to a commit. A
+//     lookup that finds a record pays no store write of its own.
 //   - GET AuditEvent?patient:identifier=https://fhir.nhs.uk/Id/nhs-number|X
 //     by a clinician or a council answers the 25 newest listed accesses,
 //     newest first, each with its viewer's PractitionerRole (search.mode
@@ -62,16 +62,21 @@ const (
 )
 
 // accessRead is what an unscheduled clinician's request read of CP-IS
-// records: what its access history entries and notifications are made
-// of, prepared before the store's writer runs them.
+// records: what its access history entries and notifications are made of.
+// The request collects the children, councils and records
+// (collectAccess), which its read-trail record keeps (accessIntent); the
+// access queue completes the rest (completeAccess) and writes them
+// (cpis_access_queue.go).
 type accessRead struct {
 	viewer   string // the principal's subject (user id)
+	sdsRole  string // the viewer's SDS job role
 	site     string // the viewer's organisation's ODS code
-	siteName string
 	at       time.Time
+	children []*childAccess
+	// Completed by completeAccess.
+	siteName string
 	roleRef  string         // PractitionerRole/id of the viewer
 	role     *fhir.Resource // the viewer's PractitionerRole, to put when missing
-	children []*childAccess
 }
 
 // childAccess is what a request read of one child's records: one group
@@ -83,10 +88,11 @@ type childAccess struct {
 }
 
 // accessGroup is one council's records of a child seen by a request,
-// with the two versions of its AuditEvent (first look, and a look again
-// within 24 hours): the writer puts one.
+// with the id of its AuditEvent and (completed) its two versions (first
+// look, and a look again within 24 hours): the writer puts one.
 type accessGroup struct {
 	ods            string
+	id             string
 	records        []seenRecord
 	listed, repeat *fhir.Resource
 }
@@ -140,9 +146,9 @@ func (s *Server) noteAccess(c *gin.Context, seen ...seenRecords) error {
 		return nil
 	}
 	ctx := c.Request.Context()
-	a, err := s.prepareAccess(ctx, p, seen)
-	if err != nil || a == nil {
-		return err
+	a := s.collectAccess(ctx, p, seen)
+	if a == nil {
+		return nil
 	}
 	if ev := auditEventOf(ctx); ev != nil {
 		ev.mu.Lock()
@@ -153,6 +159,9 @@ func (s *Server) noteAccess(c *gin.Context, seen ...seenRecords) error {
 		}
 		ev.mu.Unlock()
 		return nil
+	}
+	if err := s.completeAccess(ctx, a, nil); err != nil {
+		return err
 	}
 	return s.store.Write(context.WithoutCancel(ctx), func(tx fhir.Tx) error {
 		_, err := s.writeAccess(tx, a)
@@ -171,11 +180,11 @@ func viewerRoleID(p *smart.Principal) string {
 	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }
 
-// prepareAccess builds the access AuditEvents of p's reads seen: one per
-// child and council whose CP-IS records they gave; nil when they gave
-// none.
-func (s *Server) prepareAccess(ctx context.Context, p *smart.Principal, seen []seenRecords) (*accessRead, error) {
-	a := &accessRead{viewer: p.Subject, site: p.ODS, at: s.cfg.Now()}
+// collectAccess returns the children, councils and records p's reads
+// seen gave, each group with a new AuditEvent id; nil when they gave no
+// CP-IS record.
+func (s *Server) collectAccess(ctx context.Context, p *smart.Principal, seen []seenRecords) *accessRead {
+	a := &accessRead{viewer: p.Subject, sdsRole: p.SDSRole, site: p.ODS, at: s.cfg.Now()}
 	byChild := map[string]*childAccess{}
 	patients := map[string]string{} // Patient/id -> NHS number
 	for _, sr := range seen {
@@ -201,12 +210,35 @@ func (s *Server) prepareAccess(ctx context.Context, p *smart.Principal, seen []s
 		}
 	}
 	if len(a.children) == 0 {
-		return nil, nil
+		return nil
 	}
-	if p.ODS != "" {
-		rs, err := s.store.Search(ctx, &fhir.Search{Type: "Organization", Count: 1, Total: fhir.TotalNone, Filters: []fhir.Filter{s.odsFilter(p.ODS)}}, nil, false)
+	return a
+}
+
+// viewerCache keeps, for the accesses one batch completes, the names of
+// care organisations and the viewers' PractitionerRoles found missing.
+type viewerCache struct {
+	siteNames map[string]string
+	roles     map[string]*fhir.Resource // id -> the role to put; nil when stored
+}
+
+// completeAccess finds what the access history of a names besides what
+// the request saw (the care organisation's name, the viewer's
+// PractitionerRole) and builds its AuditEvents. vc, when not nil, keeps
+// what it finds for the next.
+func (s *Server) completeAccess(ctx context.Context, a *accessRead, vc *viewerCache) error {
+	if vc == nil {
+		vc = &viewerCache{}
+	}
+	if vc.siteNames == nil {
+		vc.siteNames, vc.roles = map[string]string{}, map[string]*fhir.Resource{}
+	}
+	if name, ok := vc.siteNames[a.site]; ok {
+		a.siteName = name
+	} else if a.site != "" {
+		rs, err := s.store.Search(ctx, &fhir.Search{Type: "Organization", Count: 1, Total: fhir.TotalNone, Filters: []fhir.Filter{s.odsFilter(a.site)}}, nil, false)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if len(rs.Matches) == 1 {
 			var o struct {
@@ -216,32 +248,39 @@ func (s *Server) prepareAccess(ctx context.Context, p *smart.Principal, seen []s
 				a.siteName = o.Name
 			}
 		}
+		vc.siteNames[a.site] = a.siteName
 	}
+	p := &smart.Principal{Subject: a.viewer, SDSRole: a.sdsRole, ODS: a.site}
 	id := viewerRoleID(p)
 	a.roleRef = "PractitionerRole/" + id
-	if _, err := s.store.Read(ctx, "PractitionerRole", id); fhir.IsNotFound(err) {
-		if a.role, err = s.viewerRole(id, p, a.siteName); err != nil {
-			return nil, err
+	if role, ok := vc.roles[id]; ok {
+		a.role = role
+	} else {
+		if _, err := s.store.Read(ctx, "PractitionerRole", id); fhir.IsNotFound(err) {
+			if a.role, err = s.viewerRole(id, p, a.siteName); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
 		}
-	} else if err != nil {
-		return nil, err
+		vc.roles[id] = a.role
 	}
 	for _, ch := range a.children {
 		for _, g := range ch.groups {
 			var err error
 			if g.listed, g.repeat, err = s.accessEvents(a, ch.nhs, g); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	return a, nil
+	return nil
 }
 
 // add files the record rec of the council ods, once.
 func (ch *childAccess) add(ods string, rec seenRecord) {
 	g := ch.byODS[ods]
 	if g == nil {
-		g = &accessGroup{ods: ods}
+		g = &accessGroup{ods: ods, id: fhir.NewID()}
 		ch.byODS[ods] = g
 		ch.groups = append(ch.groups, g)
 	}
@@ -463,7 +502,7 @@ func (s *Server) accessEvents(a *accessRead, nhs string, g *accessGroup) (listed
 		"source": map[string]any{"site": "cpis", "observer": ref{Reference: a.roleRef}},
 		"entity": ents,
 	}
-	id := fhir.NewID()
+	id := g.id
 	if listed, err = s.stampNew("AuditEvent", id, ae); err != nil {
 		return nil, nil, err
 	}

@@ -57,8 +57,8 @@ func TestAccess_CanonicalAsCodec(t *testing.T) {
 			}
 			same(role)
 			for _, g := range []*accessGroup{
-				{ods: "E09000001", records: []seenRecord{{ref: "Flag/f1", plan: "1110331000000105"}}},
-				{records: []seenRecord{{ref: "Flag/f1", plan: "1110331000000105"}, {ref: "CarePlan/c1", plan: "1110341000000104"}, {ref: "CareTeam/t1"}, {ref: "Patient/p1"}}},
+				{ods: "E09000001", id: "ae-1", records: []seenRecord{{ref: "Flag/f1", plan: "1110331000000105"}}},
+				{id: "ae-2", records: []seenRecord{{ref: "Flag/f1", plan: "1110331000000105"}, {ref: "CarePlan/c1", plan: "1110341000000104"}, {ref: "CareTeam/t1"}, {ref: "Patient/p1"}}},
 			} {
 				a := &accessRead{viewer: p.Subject, site: p.ODS, siteName: name, at: now, roleRef: "PractitionerRole/pr-1"}
 				listed, repeat, err := s.accessEvents(a, "9990000018", g)

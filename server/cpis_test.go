@@ -35,7 +35,14 @@ const (
 
 func newCPISWorld(t *testing.T) *cpisWorld {
 	t.Helper()
-	ts := startServer(t, server.Config{})
+	return newCPISWorldWith(t, server.Config{})
+}
+
+// newCPISWorldWith is newCPISWorld on a server with the configuration
+// cfg.
+func newCPISWorldWith(t *testing.T, cfg server.Config) *cpisWorld {
+	t.Helper()
+	ts := startServer(t, cfg)
 	w := &cpisWorld{ts: ts, councilRefs: map[string]string{councilA: "Organization/la-a", councilB: "Organization/la-b"}}
 	for serial := 200; len(w.nhs) < 6; serial++ {
 		if n, ok := fhirtest.NHSNumber(serial); ok {

@@ -35,6 +35,10 @@ type Config struct {
 	Version string
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
+	// AccessWindow is how long the access queue gathers the access
+	// histories of lookups answered into one commit (cpis_access_queue.go);
+	// zero writes each as soon as the writer takes it.
+	AccessWindow time.Duration
 	// Registry holds the search parameters in force; nil means the
 	// generated table alone.
 	Registry *fhir.SearchRegistry
@@ -130,6 +134,9 @@ type Server struct {
 	// authFailures counts refused bearer tokens per remote address: 20 a
 	// second, bursts of 100.
 	authFailures *limiter
+	// access writes lookups' access histories after their answers
+	// (cpis_access_queue.go); nil for a store without a read trail.
+	access *accessQueue
 }
 
 // FHIRBase is the path of the FHIR base below the server root.
@@ -223,7 +230,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 		// socket carries only pings, no resource data.
 		e.GET(WebsocketPath, s.authenticateSocket, s.rateLimit, s.websocket)
 	}
-	api := e.Group(FHIRBase, echoTraceID, s.authenticate, s.rateLimit, s.auditRequest, s.cpisRequest, s.negotiate)
+	api := e.Group(FHIRBase, echoTraceID, s.authenticate, s.rateLimit, s.auditRequest, s.accessBarrier, s.cpisRequest, s.negotiate)
 	registered := map[string]bool{}
 	for _, r := range s.fhirRoutes() {
 		// One handler may serve several interactions (POST [base] is both
@@ -248,7 +255,24 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	if err := s.loadTerminology(context.Background()); err != nil {
 		return nil, err
 	}
+	if st, ok := store.(accessStore); ok {
+		if _, ok := store.(auditLog); ok {
+			s.access = newAccessQueue(s, st, cfg.AccessWindow)
+			if err := s.access.recover(context.Background()); err != nil {
+				return nil, fmt.Errorf("access history: %w", err)
+			}
+		}
+	}
 	return s, nil
+}
+
+// Close writes the access histories of the lookups answered that are not
+// yet written. Call it after the last request and before the store
+// closes.
+func (s *Server) Close() {
+	if s.access != nil {
+		s.access.close()
+	}
 }
 
 type route struct {

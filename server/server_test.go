@@ -128,6 +128,7 @@ func startServerAuth(tb testing.TB, cfg server.Config, auth bool) *testServer {
 	tb.Cleanup(func() {
 		testTokens.Delete(ts.URL)
 		ts.Close()
+		srv.Close()
 		store.Close()
 	})
 	return ts
