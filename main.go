@@ -351,21 +351,23 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	srv, err := server.New(store, codec, server.Config{
-		AccessWindow:   accessWindow,
-		Verifier:       verifier,
-		Auth:           authServer,
-		RateLimit:      m.RateLimit,
-		RateBurst:      m.RateBurst,
-		OAuthRateLimit: m.OAuthRateLimit,
-		SharedLimits:   buckets,
-		CORSOrigins:    splitList(m.CORSOrigins),
-		BaseURL:        m.BaseURL,
-		MaxBodyBytes:   m.MaxBodyBytes,
-		Logger:         logger,
-		Version:        version,
-		Registry:       registry,
-		CursorKey:      cursorKey,
-		Subscriptions:  store,
+		AccessWindow: accessWindow,
+		// Several processes share the store: each lookup writes its own.
+		AccessInRequest: m.RedisURL != "",
+		Verifier:        verifier,
+		Auth:            authServer,
+		RateLimit:       m.RateLimit,
+		RateBurst:       m.RateBurst,
+		OAuthRateLimit:  m.OAuthRateLimit,
+		SharedLimits:    buckets,
+		CORSOrigins:     splitList(m.CORSOrigins),
+		BaseURL:         m.BaseURL,
+		MaxBodyBytes:    m.MaxBodyBytes,
+		Logger:          logger,
+		Version:         version,
+		Registry:        registry,
+		CursorKey:       cursorKey,
+		Subscriptions:   store,
 
 		SubscriptionEndpoints: endpoints,
 

@@ -136,3 +136,29 @@ func TestAccessQueue_NoneLostInACrash(t *testing.T) {
 		t.Errorf("AuditEvent/%s after a second restart: %v; want version 1", ids[0], err)
 	}
 }
+
+// TestAccessQueue_InRequestForSharedStores checks that a server told that
+// other processes share its store writes each lookup's access history in
+// the lookup's own commit: it is in the store when the answer comes.
+func TestAccessQueue_InRequestForSharedStores(t *testing.T) {
+	w := newCPISWorldWith(t, server.Config{AccessInRequest: true, AccessWindow: time.Hour})
+	ts := w.ts
+	nhs := w.nhs[2]
+	w.uploadChild(t, w.la, councilA, nhs, cpp, "2026-01-15", "", "2015-04-01")
+	if n := len(getSearchset(t, ts, lookupQuery("Flag", nhs), bearer(w.cl)...).mode("match")); n != 1 {
+		t.Fatalf("lookup: %d Flags, want 1", n)
+	}
+	page, err := ts.Store.Search(context.Background(), &fhir.Search{Type: "AuditEvent", Count: 100, Total: fhir.TotalNone}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range page.Matches {
+		if strings.Contains(string(r.JSON), nhs) && strings.Contains(string(r.JSON), server.AccessTagSystem) {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("access AuditEvents about the child in the store when the answer came: %d, want 1", n)
+	}
+}

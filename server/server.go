@@ -39,6 +39,11 @@ type Config struct {
 	// histories of lookups answered into one commit (cpis_access_queue.go);
 	// zero writes each as soon as the writer takes it.
 	AccessWindow time.Duration
+	// AccessInRequest writes each lookup's access history in the
+	// request's own commit, without the access queue: for several
+	// processes sharing one store, whose queues' marks could not speak
+	// for one another.
+	AccessInRequest bool
 	// Registry holds the search parameters in force; nil means the
 	// generated table alone.
 	Registry *fhir.SearchRegistry
@@ -255,7 +260,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	if err := s.loadTerminology(context.Background()); err != nil {
 		return nil, err
 	}
-	if st, ok := store.(accessStore); ok {
+	if st, ok := store.(accessStore); ok && !cfg.AccessInRequest {
 		if _, ok := store.(auditLog); ok {
 			s.access = newAccessQueue(s, st, cfg.AccessWindow)
 			if err := s.access.recover(context.Background()); err != nil {
