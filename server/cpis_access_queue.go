@@ -13,7 +13,8 @@ package server
 //     viewers' PractitionerRoles, the notifications due, and a write-trail
 //     record of what each wrote. On the national lookup bench (README
 //     "Performance") one commit per flagged lookup cost about 1.3 ms of
-//     the writer's time and the p99 of every lookup.
+//     the writer's time, and each commit costs the readers their page
+//     caches and the checkpointer a round.
 //   - What it has written is marked (the setting accessMarkKey: a read-trail
 //     position before which every access history is written). A server that
 //     starts writes those after the mark that are not yet written (an
@@ -206,8 +207,9 @@ func (q *accessQueue) pending() bool {
 	return q.inflight > 0 || q.enqueued > q.written
 }
 
-// sync waits until the access histories of the requests answered so far
-// are written (or given up), or ctx ends.
+// sync waits until the queue has tried to write the access histories of
+// the requests answered so far (one that failed is tried again later,
+// failed), or ctx ends.
 func (q *accessQueue) sync(ctx context.Context) error {
 	q.mu.Lock()
 	for q.inflight > 0 { // records being appended: their items are coming
