@@ -304,7 +304,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 	case err != nil:
 	case acc != nil && bw.status == http.StatusOK && s.access != nil:
 		// The record keeps the access history due; the queue writes it.
-		s.access.begin()
+		ticket := s.access.begin()
 		r.Access = acc.intent()
 		var b []byte
 		if b, err = json.Marshal(&r); err == nil {
@@ -315,7 +315,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 			r.Access = nil
 			it = &accessItem{rec: r, read: acc}
 		}
-		s.access.end(it)
+		s.access.end(ticket, it)
 	case acc != nil && bw.status == http.StatusOK:
 		// A lookup's access history goes in the same durable write as
 		// its record.

@@ -133,9 +133,12 @@ type accessQueue struct {
 	st     accessStore
 	window time.Duration
 
-	mu       sync.Mutex
-	items    []*accessItem
-	inflight int    // requests between begin and end
+	mu    sync.Mutex
+	items []*accessItem
+	// inflight holds, for each request between begin and end, the read
+	// trail's end when it began: its record is after that.
+	inflight map[uint64]int64
+	ticket   uint64
 	enqueued uint64 // items ever queued
 	written  uint64 // items ever taken and done with
 	hurry    bool   // a barrier waits: no window
@@ -149,6 +152,9 @@ type accessQueue struct {
 	// loop.
 	safe, marked int64
 	markedAt     time.Time
+	// holdMark stops the mark where it is: an item given up as the queue
+	// closed is after it, for the next start to write.
+	holdMark bool
 }
 
 // maxAccessTries is how many times the queue tries to write an access
@@ -157,22 +163,26 @@ type accessQueue struct {
 const maxAccessTries = 5
 
 func newAccessQueue(s *Server, st accessStore, window time.Duration) *accessQueue {
-	q := &accessQueue{s: s, st: st, window: window, wake: make(chan struct{}, 1), done: make(chan struct{}), safe: -1, marked: -1}
+	q := &accessQueue{s: s, st: st, window: window, wake: make(chan struct{}, 1), done: make(chan struct{}), safe: -1, marked: -1,
+		inflight: map[uint64]int64{}}
 	q.progress = sync.NewCond(&q.mu)
 	return q
 }
 
-// begin is called before a request appends a record with an intent.
-func (q *accessQueue) begin() {
+// begin is called before a request appends a record with an intent; the
+// ticket it returns goes to end.
+func (q *accessQueue) begin() uint64 {
 	q.mu.Lock()
-	q.inflight++
-	q.mu.Unlock()
+	defer q.mu.Unlock()
+	q.ticket++
+	q.inflight[q.ticket] = q.st.ReadAuditEnd()
+	return q.ticket
 }
 
-// end is called once that record is durable (it) or not (nil).
-func (q *accessQueue) end(it *accessItem) {
+// end is called once the record of ticket t is durable (it) or not (nil).
+func (q *accessQueue) end(t uint64, it *accessItem) {
 	q.mu.Lock()
-	q.inflight--
+	delete(q.inflight, t)
 	if it != nil {
 		q.push(it)
 	}
@@ -204,7 +214,7 @@ func (q *accessQueue) poke() {
 func (q *accessQueue) pending() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.inflight > 0 || q.enqueued > q.written
+	return len(q.inflight) > 0 || q.enqueued > q.written
 }
 
 // sync waits until the queue has tried to write the access histories of
@@ -212,7 +222,7 @@ func (q *accessQueue) pending() bool {
 // failed), or ctx ends.
 func (q *accessQueue) sync(ctx context.Context) error {
 	q.mu.Lock()
-	for q.inflight > 0 { // records being appended: their items are coming
+	for len(q.inflight) > 0 { // records being appended: their items are coming
 		q.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -306,15 +316,16 @@ func (q *accessQueue) loop() {
 		items := append(retry, q.items...)
 		taken := len(q.items)
 		q.items, q.hurry = nil, false
-		safe := int64(-1)
-		if q.inflight == 0 {
-			// Every intent before this position is in hand or written.
-			safe = q.st.ReadAuditEnd()
+		// Every intent before this position is in hand or written: the
+		// records of the requests still appending are after it.
+		safe := q.st.ReadAuditEnd()
+		for _, p := range q.inflight {
+			safe = min(safe, p)
 		}
 		closing := q.closed
 		q.mu.Unlock()
 		retry = q.write(items, closing)
-		if len(retry) == 0 && safe >= 0 {
+		if len(retry) == 0 && !q.holdMark {
 			q.safe = safe
 		}
 		q.mu.Lock()
@@ -406,7 +417,7 @@ func (q *accessQueue) failed(retry []*accessItem, it *accessItem, err error, clo
 	}
 	q.s.log.Error("access history not written", "request_id", it.rec.RequestID, "error", err)
 	if closing {
-		q.safe = -1 // keep the mark before it: the next start tries again
+		q.holdMark = true // the next start tries again
 	}
 	return retry
 }
