@@ -25,6 +25,7 @@ package server
 //     a client reads its own accesses.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -186,6 +187,7 @@ func (q *accessQueue) end(t uint64, it *accessItem) {
 	if it != nil {
 		q.push(it)
 	}
+	q.progress.Broadcast() // a sync may wait for t
 	q.mu.Unlock()
 	if it != nil {
 		q.poke()
@@ -219,26 +221,8 @@ func (q *accessQueue) pending() bool {
 
 // sync waits until the queue has tried to write the access histories of
 // the requests answered so far (one that failed is tried again later,
-// failed), or ctx ends.
+// failed), or ctx ends. Requests that begin meanwhile do not hold it.
 func (q *accessQueue) sync(ctx context.Context) error {
-	q.mu.Lock()
-	for len(q.inflight) > 0 { // records being appended: their items are coming
-		q.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Microsecond):
-		}
-		q.mu.Lock()
-	}
-	target := q.enqueued
-	if q.written >= target {
-		q.mu.Unlock()
-		return nil
-	}
-	q.hurry = true
-	q.mu.Unlock()
-	q.poke()
 	stop := context.AfterFunc(ctx, func() {
 		q.mu.Lock()
 		q.progress.Broadcast()
@@ -247,10 +231,30 @@ func (q *accessQueue) sync(ctx context.Context) error {
 	defer stop()
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	last := q.ticket
+	for q.appending(last) && ctx.Err() == nil { // their items are coming
+		q.progress.Wait()
+	}
+	target := q.enqueued
+	if q.written < target {
+		q.hurry = true
+		q.poke()
+	}
 	for q.written < target && ctx.Err() == nil && !q.stopped() {
 		q.progress.Wait()
 	}
 	return ctx.Err()
+}
+
+// appending reports whether a request whose ticket is last or before is
+// between begin and end. It holds mu.
+func (q *accessQueue) appending(last uint64) bool {
+	for t := range q.inflight {
+		if t <= last {
+			return true
+		}
+	}
+	return false
 }
 
 func (q *accessQueue) stopped() bool {
@@ -475,7 +479,7 @@ func (q *accessQueue) recover(ctx context.Context) error {
 	last := from
 	err = journal.Each(q.st.ReadAuditPath(), from, func(e journal.Entry) error {
 		last = e.Next
-		if !strings.Contains(string(e.Record), `"access":`) {
+		if !bytes.Contains(e.Record, []byte(`"access":`)) {
 			return nil
 		}
 		var r auditRecord
