@@ -319,7 +319,7 @@ func (s *Server) auditRequest(c *gin.Context) {
 	case acc != nil && bw.status == http.StatusOK:
 		// A lookup's access history goes in the same durable write as
 		// its record.
-		if err = s.completeAccess(c.Request.Context(), acc, nil); err != nil {
+		if err = s.completeAccess(c.Request.Context(), acc, newViewerCache()); err != nil {
 			break
 		}
 		err = s.store.Write(context.WithoutCancel(c.Request.Context()), func(tx fhir.Tx) error {

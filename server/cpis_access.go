@@ -160,7 +160,7 @@ func (s *Server) noteAccess(c *gin.Context, seen ...seenRecords) error {
 		ev.mu.Unlock()
 		return nil
 	}
-	if err := s.completeAccess(ctx, a, nil); err != nil {
+	if err := s.completeAccess(ctx, a, newViewerCache()); err != nil {
 		return err
 	}
 	return s.store.Write(context.WithoutCancel(ctx), func(tx fhir.Tx) error {
@@ -222,17 +222,15 @@ type viewerCache struct {
 	roles     map[string]*fhir.Resource // id -> the role to put; nil when stored
 }
 
+func newViewerCache() *viewerCache {
+	return &viewerCache{siteNames: map[string]string{}, roles: map[string]*fhir.Resource{}}
+}
+
 // completeAccess finds what the access history of a names besides what
 // the request saw (the care organisation's name, the viewer's
-// PractitionerRole) and builds its AuditEvents. vc, when not nil, keeps
-// what it finds for the next.
+// PractitionerRole) and builds its AuditEvents. vc keeps what it finds
+// for the next.
 func (s *Server) completeAccess(ctx context.Context, a *accessRead, vc *viewerCache) error {
-	if vc == nil {
-		vc = &viewerCache{}
-	}
-	if vc.siteNames == nil {
-		vc.siteNames, vc.roles = map[string]string{}, map[string]*fhir.Resource{}
-	}
 	if name, ok := vc.siteNames[a.site]; ok {
 		a.siteName = name
 	} else if a.site != "" {

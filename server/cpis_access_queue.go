@@ -374,7 +374,7 @@ func (q *accessQueue) writeMark(now bool) {
 // returns those to try again.
 func (q *accessQueue) write(items []*accessItem, closing bool) (retry []*accessItem) {
 	ctx := context.Background()
-	vc := &viewerCache{}
+	vc := newViewerCache()
 	var ready []*accessItem
 	for _, it := range items {
 		if it.read.roleRef == "" {
