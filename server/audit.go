@@ -317,8 +317,9 @@ func (s *Server) auditRequest(c *gin.Context) {
 		}
 		s.access.end(ticket, it)
 	case acc != nil && bw.status == http.StatusOK:
-		// A lookup's access history goes in the same durable write as
-		// its record.
+		// Without the queue (a store other processes share), a
+		// lookup's access history goes in the same durable write as its
+		// record.
 		if err = s.completeAccess(c.Request.Context(), acc, newViewerCache()); err != nil {
 			break
 		}
