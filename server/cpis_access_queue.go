@@ -111,6 +111,7 @@ type accessItem struct {
 	rec   auditRecord // the request's record: who, which request
 	read  *accessRead
 	tries int
+	done  bool // counted in accessQueue.written
 }
 
 // accessMarkKey is the store setting of the read-trail position before
@@ -133,6 +134,10 @@ type accessQueue struct {
 	s      *Server
 	st     accessStore
 	window time.Duration
+	// backlog bounds the access histories answered and not yet written:
+	// a request that would pass it waits in begin, before its record is
+	// appended, until the queue has written enough.
+	backlog int
 
 	mu    sync.Mutex
 	items []*accessItem
@@ -141,7 +146,7 @@ type accessQueue struct {
 	inflight map[uint64]int64
 	ticket   uint64
 	enqueued uint64 // items ever queued
-	written  uint64 // items ever taken and done with
+	written  uint64 // items ever taken and tried once (in queue order)
 	hurry    bool   // a barrier waits: no window
 	started  bool
 	closed   bool
@@ -163,18 +168,43 @@ type accessQueue struct {
 // trail).
 const maxAccessTries = 5
 
-func newAccessQueue(s *Server, st accessStore, window time.Duration) *accessQueue {
-	q := &accessQueue{s: s, st: st, window: window, wake: make(chan struct{}, 1), done: make(chan struct{}), safe: -1, marked: -1,
+// defaultAccessBacklog is the most access histories answered and not yet
+// written, unless Config.AccessBacklog says otherwise. The national load
+// stays far below it; a flood of lookups that find records (every lookup
+// of a bench with --hits 1 does) reaches it within seconds, because the
+// queue writes a few hundred a second on two cores, and would otherwise
+// grow the heap without bound and make a request that waits for the
+// queue (accessBarrier) wait for the whole backlog. At 1024, a window of
+// 3 s holds 340 lookups that find records a second without waiting.
+const defaultAccessBacklog = 1024
+
+// maxAccessCommit is the most access histories one commit of the queue
+// writes, so that a large backlog does not hold the writer, and the
+// writes queued behind it, for long.
+const maxAccessCommit = 256
+
+func newAccessQueue(s *Server, st accessStore, window time.Duration, backlog int) *accessQueue {
+	if backlog <= 0 {
+		backlog = defaultAccessBacklog
+	}
+	q := &accessQueue{s: s, st: st, window: window, backlog: backlog, wake: make(chan struct{}, 1), done: make(chan struct{}), safe: -1, marked: -1,
 		inflight: map[uint64]int64{}}
 	q.progress = sync.NewCond(&q.mu)
 	return q
 }
 
 // begin is called before a request appends a record with an intent; the
-// ticket it returns goes to end.
+// ticket it returns goes to end. While the backlog is full it waits, and
+// hurries the queue past its window, so that lookups that find records
+// are answered no faster than their histories are written.
 func (q *accessQueue) begin() uint64 {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	for q.started && !q.closed && int(q.enqueued-q.written)+len(q.inflight) >= q.backlog && !q.stopped() {
+		q.hurry = true
+		q.poke()
+		q.progress.Wait()
+	}
 	q.ticket++
 	q.inflight[q.ticket] = q.st.ReadAuditEnd()
 	return q.ticket
@@ -314,11 +344,10 @@ func (q *accessQueue) loop() {
 		if len(retry) > 0 {
 			q.pause(time.Second)
 		} else {
-			q.pause(q.window) // gather a window's lookups into one commit
+			q.pause(q.window) // gather a window's lookups into few commits
 		}
 		q.mu.Lock()
 		items := append(retry, q.items...)
-		taken := len(q.items)
 		q.items, q.hurry = nil, false
 		// Every intent before this position is in hand or written: the
 		// records of the requests still appending are after it.
@@ -332,10 +361,6 @@ func (q *accessQueue) loop() {
 		if len(retry) == 0 && !q.holdMark {
 			q.safe = safe
 		}
-		q.mu.Lock()
-		q.written += uint64(taken)
-		q.progress.Broadcast()
-		q.mu.Unlock()
 		q.writeMark(false)
 	}
 }
@@ -370,24 +395,51 @@ func (q *accessQueue) writeMark(now bool) {
 	q.marked, q.markedAt = q.safe, time.Now()
 }
 
-// write writes items in one commit, or, when that fails, one by one; it
-// returns those to try again.
+// write writes items in commits of at most maxAccessCommit, in order,
+// counting each commit's items as tried once it is done, so that a
+// request waiting in begin or sync goes on as soon as its part is
+// written; it returns those to try again.
 func (q *accessQueue) write(items []*accessItem, closing bool) (retry []*accessItem) {
 	ctx := context.Background()
 	vc := newViewerCache()
-	var ready []*accessItem
-	for _, it := range items {
-		if it.read.roleRef == "" {
-			if err := q.s.completeAccess(ctx, it.read, vc); err != nil {
-				retry = q.failed(retry, it, err, closing)
-				continue
+	for len(items) > 0 {
+		chunk := items[:min(len(items), maxAccessCommit)]
+		items = items[len(chunk):]
+		var ready []*accessItem
+		for _, it := range chunk {
+			if it.read.roleRef == "" {
+				if err := q.s.completeAccess(ctx, it.read, vc); err != nil {
+					retry = q.failed(retry, it, err, closing)
+					continue
+				}
 			}
+			ready = append(ready, it)
 		}
-		ready = append(ready, it)
+		if len(ready) > 0 {
+			retry = q.writeCommit(ready, retry, closing)
+		}
+		q.tried(chunk)
 	}
-	if len(ready) == 0 {
-		return retry
+	return retry
+}
+
+// tried counts the items tried for the first time in written.
+func (q *accessQueue) tried(items []*accessItem) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, it := range items {
+		if !it.done {
+			it.done = true
+			q.written++
+		}
 	}
+	q.progress.Broadcast()
+}
+
+// writeCommit writes items in one commit, or, when that fails, one by
+// one; it returns retry with those to try again added.
+func (q *accessQueue) writeCommit(ready, retry []*accessItem, closing bool) []*accessItem {
+	ctx := context.Background()
 	err := q.s.store.Write(ctx, func(tx fhir.Tx) error {
 		for _, it := range ready {
 			if err := q.s.writeQueued(tx, it); err != nil {

@@ -137,6 +137,44 @@ func TestAccessQueue_NoneLostInACrash(t *testing.T) {
 	}
 }
 
+// TestAccessQueue_BacklogHoldsLookups checks that the queue's backlog is
+// bounded: with room for one access history and a window of an hour, a
+// second lookup that finds records is answered only once the first's
+// history is in the store, so that a flood of such lookups cannot grow
+// the queue without bound.
+func TestAccessQueue_BacklogHoldsLookups(t *testing.T) {
+	w := newCPISWorldWith(t, server.Config{AccessWindow: time.Hour, AccessBacklog: 1})
+	ts := w.ts
+	first, second := w.nhs[3], w.nhs[4]
+	w.uploadChild(t, w.la, councilA, first, cpp, "2026-01-15", "", "2015-04-01")
+	w.uploadChild(t, w.la, councilA, second, lac, "2026-02-15", "", "2016-04-01")
+	for _, nhs := range []string{first, second} {
+		if n := len(getSearchset(t, ts, lookupQuery("Flag", nhs), bearer(w.cl)...).mode("match")); n != 1 {
+			t.Fatalf("lookup: %d Flags, want 1", n)
+		}
+	}
+	if n := storedAccesses(t, ts, first); n != 1 {
+		t.Errorf("the first child's access AuditEvents in the store when the second lookup was answered: %d, want 1", n)
+	}
+}
+
+// storedAccesses counts the access AuditEvents about nhs in the store,
+// read past the access barrier.
+func storedAccesses(t *testing.T, ts *testServer, nhs string) int {
+	t.Helper()
+	page, err := ts.Store.Search(context.Background(), &fhir.Search{Type: "AuditEvent", Count: 100, Total: fhir.TotalNone}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range page.Matches {
+		if strings.Contains(string(r.JSON), nhs) && strings.Contains(string(r.JSON), server.AccessTagSystem) {
+			n++
+		}
+	}
+	return n
+}
+
 // TestAccessQueue_InRequestForSharedStores checks that a server told that
 // other processes share its store writes each lookup's access history in
 // the lookup's own commit: it is in the store when the answer comes.
@@ -148,17 +186,7 @@ func TestAccessQueue_InRequestForSharedStores(t *testing.T) {
 	if n := len(getSearchset(t, ts, lookupQuery("Flag", nhs), bearer(w.cl)...).mode("match")); n != 1 {
 		t.Fatalf("lookup: %d Flags, want 1", n)
 	}
-	page, err := ts.Store.Search(context.Background(), &fhir.Search{Type: "AuditEvent", Count: 100, Total: fhir.TotalNone}, nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, r := range page.Matches {
-		if strings.Contains(string(r.JSON), nhs) && strings.Contains(string(r.JSON), server.AccessTagSystem) {
-			n++
-		}
-	}
-	if n != 1 {
+	if n := storedAccesses(t, ts, nhs); n != 1 {
 		t.Errorf("access AuditEvents about the child in the store when the answer came: %d, want 1", n)
 	}
 }

@@ -39,6 +39,10 @@ type Config struct {
 	// histories of lookups answered into one commit (cpis_access_queue.go);
 	// zero writes each as soon as the writer takes it.
 	AccessWindow time.Duration
+	// AccessBacklog is the most lookups answered whose access histories
+	// the queue has not yet written; a lookup that finds records beyond
+	// it waits for the queue before it is answered. Zero means 1024.
+	AccessBacklog int
 	// AccessInRequest writes each lookup's access history in the
 	// request's own commit, without the access queue: for several
 	// processes sharing one store, whose queues' marks could not speak
@@ -262,7 +266,7 @@ func New(store fhir.Store, codec *fhir.Codec, cfg Config) (*Server, error) {
 	}
 	if st, ok := store.(accessStore); ok && !cfg.AccessInRequest {
 		if _, ok := store.(auditLog); ok {
-			s.access = newAccessQueue(s, st, cfg.AccessWindow)
+			s.access = newAccessQueue(s, st, cfg.AccessWindow, cfg.AccessBacklog)
 			if err := s.access.recover(context.Background()); err != nil {
 				return nil, fmt.Errorf("access history: %w", err)
 			}
