@@ -499,7 +499,7 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // accessWindow is how long the server gathers the access histories of
-// lookups answered into one commit (server.Config.AccessWindow). Each
+// lookups answered into few commits (server.Config.AccessWindow). Each
 // commit costs the readers their page caches and the checkpointer a
 // round, whatever it holds: on the national lookup bench (README
 // "Performance") a window of 100 ms gave 11.0-12.3k lookups a second,

@@ -9,12 +9,14 @@ package server
 //     their AuditEvents (accessIntent). That record is what is
 //     acknowledged.
 //   - The queue writes the access histories of the lookups answered in a
-//     window (Config.AccessWindow) in one commit: their AuditEvents, the
-//     viewers' PractitionerRoles, the notifications due, and a write-trail
-//     record of what each wrote. On the national lookup bench (README
+//     window (Config.AccessWindow) in commits of up to maxAccessCommit:
+//     their AuditEvents, the viewers' PractitionerRoles, the notifications
+//     due, and a write-trail record of what each wrote. On the national lookup bench (README
 //     "Performance") one commit per flagged lookup cost about 1.3 ms of
 //     the writer's time, and each commit costs the readers their page
-//     caches and the checkpointer a round.
+//     caches and the checkpointer a round. Its backlog is bounded
+//     (Config.AccessBacklog): past it, a lookup that finds records waits
+//     in begin, before its record is appended.
 //   - What it has written is marked (the setting accessMarkKey: a read-trail
 //     position before which every access history is written). A server that
 //     starts writes those after the mark that are not yet written (an
@@ -147,7 +149,7 @@ type accessQueue struct {
 	ticket   uint64
 	enqueued uint64 // items ever queued
 	written  uint64 // items ever taken and tried once (in queue order)
-	hurry    bool   // a barrier waits: no window
+	hurry    bool   // a barrier or a full backlog waits: no window
 	started  bool
 	closed   bool
 	wake     chan struct{} // cap 1

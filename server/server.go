@@ -36,7 +36,7 @@ type Config struct {
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// AccessWindow is how long the access queue gathers the access
-	// histories of lookups answered into one commit (cpis_access_queue.go);
+	// histories of lookups answered into few commits (cpis_access_queue.go);
 	// zero writes each as soon as the writer takes it.
 	AccessWindow time.Duration
 	// AccessBacklog is the most lookups answered whose access histories
