@@ -19,9 +19,9 @@ import (
 //   - checkpoints in the background, on a connection of its own, at most
 //     every checkpointGap after commits (PASSIVE: it never blocks the
 //     writer or the readers), so that in steady use the WAL is copied in
-//     small steps and the writer's own checkpoint, when it comes, finds
-//     little left: a large checkpoint inside a commit would hold up every
-//     write behind it, among them the access history of a flagged child's
+//     steps and the writer's own checkpoint, when it comes, finds little
+//     left: a large checkpoint inside a commit would hold up every write
+//     behind it, among them the access history of a flagged child's
 //     lookup.
 // See https://sqlite.org/wal.html#checkpointing.
 
@@ -30,7 +30,13 @@ import (
 const autoCheckpointPages = 50000
 
 // checkpointGap is the least time between two background checkpoints.
-const checkpointGap = 200 * time.Millisecond
+// A page that several commits wrote in that time (the right edges of the
+// B-trees, the interior pages, a busy code's run of index rows) is copied
+// once. During an upload 2 s leaves about 100 MB in the WAL, half the
+// writer's own threshold; against 200 ms it made 9-10% fewer write system
+// calls and used 8% less CPU (20,000 more children onto the national
+// set), and 1 s, 3 s and 5 s were no better.
+const checkpointGap = 2 * time.Second
 
 // checkpointer runs a PASSIVE checkpoint on db after each kick (a commit
 // that wrote), at most every checkpointGap, until stop is closed; then it
