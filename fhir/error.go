@@ -32,6 +32,7 @@ const (
 	IssueInformational IssueType = "informational"
 	IssueTransient     IssueType = "transient"
 	IssueThrottled     IssueType = "throttled"
+	IssueNoStore       IssueType = "no-store"
 )
 
 // Severity is an OperationOutcome issue severity.
@@ -99,6 +100,19 @@ func (e *Error) OutcomeIssues() []Issue {
 // ErrVersionConflict is wrapped by errors that report a version-aware
 // update or delete whose If-Match did not name the current version (412).
 var ErrVersionConflict = errors.New("fhir: version conflict")
+
+// ErrStorageFull is wrapped by the error of a write that the store could
+// not make because its disk (or the size it is allowed) is full. Nothing
+// of the write is kept, and the server answers 507 Insufficient Storage
+// (https://www.rfc-editor.org/rfc/rfc4918#section-11.5) with issue type
+// no-store.
+var ErrStorageFull = errors.New("fhir: storage full")
+
+// StorageFull returns the *Error of a write refused because the store's
+// storage is full; it wraps ErrStorageFull.
+func StorageFull() *Error {
+	return &Error{Code: IssueNoStore, Message: "the server's storage is full: nothing was written; try again later", err: ErrStorageFull}
+}
 
 // ErrUnprocessable is wrapped by errors that report content which is well
 // formed but cannot be processed (HTTP 422), such as a patch whose result is

@@ -30,6 +30,9 @@ func statusOf(err error) int {
 	if errors.Is(err, fhir.ErrUnprocessable) {
 		return http.StatusUnprocessableEntity
 	}
+	if errors.Is(err, fhir.ErrStorageFull) {
+		return http.StatusInsufficientStorage
+	}
 	var fe *fhir.Error
 	if !errors.As(err, &fe) {
 		return http.StatusInternalServerError

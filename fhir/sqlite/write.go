@@ -5,9 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/cpis-fhir/cpis/fhir"
+	sqlitedriver "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Write implements fhir.Store. fn runs on the writer goroutine inside a
@@ -27,7 +30,23 @@ func (s *Store) write(req *writeReq) error {
 	s.mu.RUnlock()
 	// Wait even if ctx ends meanwhile: once fn has started, the outcome
 	// must be reported truthfully.
-	return <-req.done
+	err := <-req.done
+	if err != nil && storageFull(err) {
+		return fhir.StorageFull()
+	}
+	return err
+}
+
+// storageFull reports whether err is SQLite's SQLITE_FULL (the disk, or
+// the database's max_page_count, is full) or a system call's ENOSPC. The
+// write's savepoint or its whole commit was rolled back, so nothing of it
+// is kept.
+func storageFull(err error) bool {
+	var se *sqlitedriver.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_FULL {
+		return true
+	}
+	return errors.Is(err, syscall.ENOSPC)
 }
 
 // writer owns s.conn. It takes the first queued write, then every write
@@ -141,7 +160,10 @@ func (s *Store) runSavepoint(ctx context.Context, tx *tx, fn func(fhir.Tx) error
 			tx.audit = audit
 			tx.recent = tx.recent[:recent]
 			if _, rerr := s.conn.ExecContext(ctx, "ROLLBACK TO w"); rerr != nil {
-				err = fmt.Errorf("%w: %v", errSavepoint, rerr)
+				// SQLite may have rolled back the whole transaction
+				// itself (it does on SQLITE_FULL): the commit fails, with
+				// fn's error kept as the cause.
+				err = fmt.Errorf("%w: %v (after: %w)", errSavepoint, rerr, err)
 				return
 			}
 		}
