@@ -42,7 +42,8 @@ func mountSmallDisk(t *testing.T, size string) string {
 func TestMain_DiskFull(t *testing.T) {
 	dir := mountSmallDisk(t, "48m")
 	ctx, cancel := context.WithCancel(context.Background())
-	addr, done := startMain(t, ctx, newMain(t, dir))
+	m := newMain(t, dir)
+	addr, done := startMain(t, ctx, m)
 	stopped := false
 	t.Cleanup(func() { // before the unmount, also when the test fails
 		if !stopped {
@@ -82,6 +83,9 @@ func TestMain_DiskFull(t *testing.T) {
 	}
 	if !full || len(acked) == 0 {
 		t.Fatalf("%d Binaries written, full %v: want some written, then 507", len(acked), full)
+	}
+	if log := m.Stderr.(*syncBuffer).String(); !strings.Contains(log, "storage full: a write was refused") {
+		t.Errorf("log after the 507: %s; want an error saying the storage is full", tail(log, 2048))
 	}
 	for _, id := range acked {
 		if status, _, body := do(t, c, "GET", base+"/Binary/"+id, nil); status != http.StatusOK || !strings.Contains(string(body), data[:64]) {

@@ -30,6 +30,7 @@ func (s *Server) failedEntry(c *gin.Context, err error) fhir.BundleEntry {
 		fe = fhir.Errorf(fhir.IssueException, "internal server error; quote request id %s when reporting it", id)
 		status = http.StatusInternalServerError
 	}
+	s.logStorageFull(c, status)
 	oo, merr := s.codec.MarshalMessage(fhir.Outcome(outcomeIssues(status, fe)))
 	if merr != nil {
 		s.log.Error("marshal OperationOutcome", "request_id", requestIDOf(c), "error", merr)

@@ -75,8 +75,18 @@ func (s *Server) fail(c *gin.Context, err error) {
 		fe = fhir.Errorf(fhir.IssueException, "internal server error; quote request id %s when reporting it", id)
 		status = http.StatusInternalServerError
 	}
+	s.logStorageFull(c, status)
 	s.writeOutcome(c, status, outcomeIssues(status, fe))
 	c.Abort()
+}
+
+// logStorageFull logs a write refused because the store's disk is full
+// (507) as an error: the client is only told to try again, and someone
+// must make room.
+func (s *Server) logStorageFull(c *gin.Context, status int) {
+	if status == http.StatusInsufficientStorage {
+		s.log.Error("storage full: a write was refused", "request_id", requestIDOf(c), "route", c.FullPath())
+	}
 }
 
 // outcomeIssues are the issues reported for fe answered with status: a

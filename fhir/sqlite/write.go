@@ -31,7 +31,7 @@ func (s *Store) write(req *writeReq) error {
 	// Wait even if ctx ends meanwhile: once fn has started, the outcome
 	// must be reported truthfully.
 	err := <-req.done
-	if err != nil && storageFull(err) {
+	if storageFull(err) {
 		return fhir.StorageFull()
 	}
 	return err
