@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/fhir/go/fhirversion"
 	"github.com/google/fhir/go/jsonformat"
+	"github.com/google/fhir/go/jsonformat/fhirvalidate"
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
 	"google.golang.org/protobuf/proto"
@@ -37,6 +38,7 @@ func NewCodec() (*Codec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new marshaller: %w", err)
 	}
+	fpRoot() // the fast parser's tables, built once for all codecs
 	return &Codec{u: u, m: m}, nil
 }
 
@@ -119,23 +121,48 @@ func (c *Codec) Parse(body []byte) (*Parsed, error) {
 	if err := checkJSONObject(body); err != nil {
 		return nil, err
 	}
-	var rep reporter
-	m, err := c.u.UnmarshalWithErrorReporter(body, &rep)
+	cr, rep, err := c.parse(body)
 	if err != nil {
-		rep.add(err)
+		return nil, err
 	}
 	if len(rep.issues) > 0 {
 		return nil, &Error{Code: IssueInvalid, Message: "the resource is not valid FHIR R4: " + rep.issues[0].Diagnostics, Issues: rep.issues}
-	}
-	cr, ok := m.(*bcrpb.ContainedResource)
-	if !ok {
-		return nil, fmt.Errorf("parse: unexpected message %T", m)
 	}
 	res := containedMessage(cr)
 	if res == nil {
 		return nil, Errorf(IssueInvalid, "the resource has no resourceType")
 	}
 	return &Parsed{Type: string(res.Descriptor().Name()), cr: cr, res: res}, nil
+}
+
+// parse reads body with the fast path when it takes it, else with
+// google/fhir, and validates the proto as google/fhir's Unmarshaller
+// does; the issues found are in the reporter.
+func (c *Codec) parse(body []byte) (*bcrpb.ContainedResource, *reporter, error) {
+	rep := &reporter{}
+	if cr, ok := fastParse(body); ok {
+		if err := fhirvalidate.ValidateWithErrorReporter(cr, rep); err != nil {
+			rep.add(err)
+		}
+		return cr, rep, nil
+	}
+	return c.parseGoogle(body, rep)
+}
+
+// parseGoogle is parse with google/fhir alone: the parser of record.
+func (c *Codec) parseGoogle(body []byte, rep *reporter) (*bcrpb.ContainedResource, *reporter, error) {
+	m, err := c.u.UnmarshalWithErrorReporter(body, rep)
+	if err != nil {
+		rep.add(err)
+	}
+	if len(rep.issues) > 0 {
+		return nil, rep, nil
+	}
+	cr, ok := m.(*bcrpb.ContainedResource)
+	if !ok {
+		return nil, rep, fmt.Errorf("parse: unexpected message %T", m)
+	}
+	return cr, rep, nil
 }
 
 func containedMessage(cr *bcrpb.ContainedResource) protoreflect.Message {
