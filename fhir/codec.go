@@ -91,8 +91,16 @@ func (p *Parsed) Stamp(id string, version int64, lastUpdated time.Time) {
 	}
 }
 
-// Marshal returns the canonical JSON of the resource.
+// Marshal returns the canonical JSON of the resource: the bytes
+// google/fhir's Marshaller gives, written by the fast marshaller
+// (fastmarshal.go) when it takes the resource, else by google/fhir. The
+// fast one leaves the proto as it is; google/fhir's rewrites its typed
+// references as strings and drops its no-value extensions, which the
+// callers do not read afterwards.
 func (c *Codec) Marshal(p *Parsed) ([]byte, error) {
+	if b, ok := appendJSON(nil, p.cr.ProtoReflect()); ok {
+		return b, nil
+	}
 	b, err := c.m.Marshal(p.cr)
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", p.Type, err)
@@ -103,6 +111,9 @@ func (c *Codec) Marshal(p *Parsed) ([]byte, error) {
 // MarshalMessage returns the canonical JSON of any resource proto, such as
 // an OperationOutcome or a Bundle built by the server.
 func (c *Codec) MarshalMessage(m proto.Message) ([]byte, error) {
+	if b, ok := appendJSON(nil, m.ProtoReflect()); ok {
+		return b, nil
+	}
 	b, err := c.m.MarshalResource(m)
 	if err != nil {
 		return nil, fmt.Errorf("marshal %s: %w", m.ProtoReflect().Descriptor().Name(), err)
