@@ -2,13 +2,12 @@ package fhir
 
 import (
 	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/cpis-fhir/cpis/fhir/internal/jsonstr"
 	"github.com/google/fhir/go/jsonformat"
 	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
@@ -617,76 +616,13 @@ func (p *fastParser) str() (string, bool) {
 
 // escaped finishes a string holding escapes, from its first one at p.i.
 func (p *fastParser) escaped(start int) (string, bool) {
-	buf := append(p.buf[:0], p.b[start:p.i]...)
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			p.i++
-			p.buf = buf
-			return string(buf), true
-		case c < 0x20:
-			return "", false
-		case c != '\\':
-			buf = append(buf, c)
-			p.i++
-			continue
-		}
-		if p.i+1 >= len(p.b) {
-			return "", false
-		}
-		e := p.b[p.i+1]
-		p.i += 2
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := p.hex4()
-			if !ok {
-				return "", false
-			}
-			if utf16.IsSurrogate(r) {
-				// Only a whole pair; a lone surrogate is left to google/fhir.
-				if p.i+1 >= len(p.b) || p.b[p.i] != '\\' || p.b[p.i+1] != 'u' {
-					return "", false
-				}
-				p.i += 2
-				r2, ok := p.hex4()
-				if !ok {
-					return "", false
-				}
-				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
-					return "", false
-				}
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			return "", false
-		}
+	buf, next, ok := jsonstr.AppendUnescaped(append(p.buf[:0], p.b[start:p.i]...), p.b, p.i)
+	p.buf = buf
+	if !ok {
+		return "", false
 	}
-	return "", false
-}
-
-func (p *fastParser) hex4() (rune, bool) {
-	if p.i+4 > len(p.b) {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(string(p.b[p.i:p.i+4]), 16, 32)
-	if err != nil {
-		return 0, false
-	}
-	p.i += 4
-	return rune(n), true
+	p.i = next
+	return string(buf), true
 }
 
 // setDateTime sets a date, dateTime or instant as google/fhir does

@@ -2,8 +2,9 @@ package fhirpath
 
 import (
 	"encoding/json"
-	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/cpis-fhir/cpis/fhir/internal/jsonstr"
 )
 
 // decodeObject decodes body, a JSON object, in one pass into the values
@@ -188,87 +189,12 @@ func (d *fastDecoder) string() (any, bool) {
 // the plain bytes from start before it.
 func (d *fastDecoder) escaped(start int) (any, bool) {
 	buf := make([]byte, 0, d.i-start+16)
-	buf = append(buf, d.b[start:d.i]...)
-	for d.i < len(d.b) {
-		c := d.b[d.i]
-		switch {
-		case c == '"':
-			d.i++
-			if !utf8.Valid(buf) {
-				return nil, false
-			}
-			return string(buf), true
-		case c < 0x20:
-			return nil, false
-		case c != '\\':
-			buf = append(buf, c)
-			d.i++
-			continue
-		}
-		if d.i+1 >= len(d.b) {
-			return nil, false
-		}
-		e := d.b[d.i+1]
-		d.i += 2
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return nil, false
-			}
-			if utf16.IsSurrogate(r) {
-				if d.i+1 >= len(d.b) || d.b[d.i] != '\\' || d.b[d.i+1] != 'u' {
-					return nil, false
-				}
-				d.i += 2
-				r2, ok := d.hex4()
-				if !ok {
-					return nil, false
-				}
-				if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
-					return nil, false
-				}
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			return nil, false
-		}
+	buf, next, ok := jsonstr.AppendUnescaped(append(buf, d.b[start:d.i]...), d.b, d.i)
+	if !ok || !utf8.Valid(buf) {
+		return nil, false
 	}
-	return nil, false
-}
-
-func (d *fastDecoder) hex4() (rune, bool) {
-	if len(d.b)-d.i < 4 {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d.b[d.i : d.i+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			c -= '0'
-		case c >= 'a' && c <= 'f':
-			c = c - 'a' + 10
-		case c >= 'A' && c <= 'F':
-			c = c - 'A' + 10
-		default:
-			return 0, false
-		}
-		r = r<<4 | rune(c)
-	}
-	d.i += 4
-	return r, true
+	d.i = next
+	return string(buf), true
 }
 
 // number decodes a number by the JSON grammar
