@@ -13,3 +13,6 @@ func FastParse(body []byte) (*bcrpb.ContainedResource, bool) { return fastParse(
 func (c *Codec) GoogleUnmarshal(body []byte) (proto.Message, error) {
 	return c.u.UnmarshalWithErrorReporter(body, &reporter{})
 }
+
+// PrepSlotsForTest is the number of uploads parsed and prepared at once.
+func PrepSlotsForTest() int { return cap(prepSlots()) }

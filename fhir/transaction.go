@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/codes_go_proto"
@@ -346,6 +347,12 @@ func (v storeView) Search(q *Search, c Cursor, backward bool) (*SearchPage, erro
 // check finds the plan stale (another write came between), the entries
 // are planned and marshalled again inside.
 func (s *Service) runEntries(ctx context.Context, es []*entry, base string, opts BundleOptions) error {
+	hold, err := HoldPrepSlot(ctx)
+	if err != nil {
+		return err
+	}
+	release := sync.OnceFunc(hold)
+	defer release()
 	planned := true
 	var writes []*entry
 	for _, e := range es {
@@ -381,6 +388,7 @@ func (s *Service) runEntries(ctx context.Context, es []*entry, base string, opts
 			return err
 		}
 	}
+	release() // writing needs no slot
 	return s.Store.Write(ctx, func(tx Tx) error {
 		return s.runTransaction(tx, es, writes, base, opts, planned)
 	})

@@ -214,3 +214,67 @@ func TestBundle_SearchEntryHook(t *testing.T) {
 		t.Errorf("batch entry refused by the hook: error %v, want the hook's", e)
 	}
 }
+
+// TestBundle_WaitsForAPrepSlot: while every slot for preparing uploads is
+// held, a transaction waits; one whose request ends meanwhile fails with
+// the context's error having written nothing, and once a slot is given
+// back, a waiting one goes through.
+func TestBundle_WaitsForAPrepSlot(t *testing.T) {
+	svc, st := newService(t)
+	var releases []func()
+	for range fhir.PrepSlotsForTest() {
+		r, err := fhir.HoldPrepSlot(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, r)
+	}
+	defer func() {
+		for _, r := range releases {
+			r()
+		}
+	}()
+	body := `{"resourceType":"Bundle","type":"transaction","entry":[
+		{"resource":` + patient("9990000018") + `,"request":{"method":"POST","url":"Patient"}}]}`
+	run := func(ctx context.Context) chan error {
+		p := parseBody(t, svc, body)
+		done := make(chan error, 1)
+		go func() {
+			_, err := svc.Bundle(ctx, p, fhir.BundleOptions{BaseURL: "http://x/fhir"})
+			done <- err
+		}()
+		return done
+	}
+	count := func() int {
+		t.Helper()
+		page, err := st.Search(context.Background(), &fhir.Search{Type: "Patient", Total: fhir.TotalAccurate}, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.Total
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	waiting := run(ctx)
+	select {
+	case err := <-waiting:
+		t.Fatalf("transaction went through (err %v) while every slot was held", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	cancel()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Fatalf("transaction whose request ended while waiting: %v; want context.Canceled", err)
+	}
+	if n := count(); n != 0 {
+		t.Fatalf("%d Patients after the ended request; want 0", n)
+	}
+	waiting = run(context.Background())
+	releases[0]()
+	releases = releases[1:]
+	if err := <-waiting; err != nil {
+		t.Fatalf("transaction once a slot was given back: %v", err)
+	}
+	if n := count(); n != 1 {
+		t.Fatalf("%d Patients after the transaction; want 1", n)
+	}
+}

@@ -34,8 +34,15 @@ func (s *Server) bundle(c *gin.Context) {
 		return
 	}
 	// The Bundle is parsed once, with its entries; the engine uses the
-	// entries' protos as they are.
+	// entries' protos as they are. Parsing holds one of the slots that
+	// leave a processor for the store's writer (fhir.HoldPrepSlot).
+	release, err := fhir.HoldPrepSlot(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	p, err := s.codec.Parse(body)
+	release()
 	if err != nil {
 		s.fail(c, err)
 		return
