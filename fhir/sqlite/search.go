@@ -909,7 +909,7 @@ func (c *compiler) filter(f *fhir.Filter, typ string) (cond, error) {
 	if len(f.Values) == 0 && len(f.Chain) == 0 && f.Modifier != "in" && f.Modifier != "not-in" {
 		return nil, fhir.Errorf(fhir.IssueInvalid, "search parameter %s has no value", name)
 	}
-	switch name {
+	switch name { // the parameters of onResRow
 	case "_id":
 		return c.idFilter(f, typ)
 	case "_type":

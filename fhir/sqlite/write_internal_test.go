@@ -97,3 +97,79 @@ func TestWrite_OneCommitFailures(t *testing.T) {
 		})
 	}
 }
+
+// TestWrite_NoRowsForResRowParams: _id and _lastUpdated, which are searched
+// on the res row, get no index rows, and are still found by search; the
+// migration drops the rows of a store written before.
+func TestWrite_NoRowsForResRowParams(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cpis.db")
+	s, err := Open(path, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC).UnixMilli()
+	err = s.Write(ctx, func(x fhir.Tx) error {
+		return x.Put(&fhir.Resource{Type: "Basic", ID: "b1", VersionID: 1, LastUpdated: x.Now(), Method: fhir.MethodCreate,
+			JSON: []byte(`{"resourceType":"Basic","id":"b1"}`),
+			Index: &fhir.Index{
+				Tokens: []fhir.IndexToken{{Param: "_id", Code: "b1"}, {Param: "code", Code: "c1"}},
+				Dates:  []fhir.IndexDate{{Param: "_lastUpdated", Low: at, High: at}, {Param: "created", Low: at, High: at}},
+			}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := func(s *Store) (ids, lastUpdated, others int) {
+		t.Helper()
+		q := func(query string) (n int) {
+			if err := s.rdb.QueryRowContext(ctx, query).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+		ids = q(`SELECT count(*) FROM idx_token i JOIN search_param p ON p.pid = i.pid WHERE p.code = '_id'`)
+		lastUpdated = q(`SELECT count(*) FROM idx_date i JOIN search_param p ON p.pid = i.pid WHERE p.code = '_lastUpdated'`)
+		others = q(`SELECT (SELECT count(*) FROM idx_token) + (SELECT count(*) FROM idx_date)`) - ids - lastUpdated
+		return
+	}
+	if ids, lu, others := rows(s); ids != 0 || lu != 0 || others != 2 {
+		t.Fatalf("index rows: _id %d, _lastUpdated %d, others %d; want 0, 0, 2", ids, lu, others)
+	}
+	for _, sp := range []string{"_id", "_lastUpdated"} {
+		p, ok := fhir.LookupSearchParam("Basic", sp)
+		if !ok {
+			t.Fatalf("no search parameter %s", sp)
+		}
+		v := fhir.Value{Code: "b1"}
+		if sp == "_lastUpdated" {
+			v = fhir.Value{Prefix: fhir.PrefixLe, DateLow: 0, DateHigh: time.Now().Add(time.Hour).UnixMilli()}
+		}
+		page, err := s.Search(ctx, &fhir.Search{Type: "Basic", Filters: []fhir.Filter{{Param: p, Values: []fhir.Value{v}}}, Count: 10}, nil, false)
+		if err != nil || len(page.Matches) != 1 {
+			t.Errorf("search by %s: %v, %d matches; want 1", sp, err, len(page.Matches))
+		}
+	}
+	// A store written before: rows of both, and the migration not yet run.
+	err = s.Write(ctx, func(x fhir.Tx) error {
+		_, err := x.(*tx).s.conn.ExecContext(ctx, `INSERT OR IGNORE INTO search_param (type, code) VALUES ('', '_id'), ('', '_lastUpdated');
+		INSERT INTO idx_token (pid, code, system, rid) SELECT pid, 'b1', '', 1 FROM search_param WHERE code = '_id';
+		INSERT INTO idx_date (pid, low, high, rid) SELECT pid, 1, 1, 1 FROM search_param WHERE code = '_lastUpdated';
+		DELETE FROM schema_migration WHERE name LIKE '%0009_res_row_params.sql'`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids, lu, _ := rows(s); ids != 1 || lu != 1 {
+		t.Fatalf("rows put back: _id %d, _lastUpdated %d; want 1, 1", ids, lu)
+	}
+	s.Close()
+	if s, err = Open(path, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if ids, lu, others := rows(s); ids != 0 || lu != 0 || others != 2 {
+		t.Fatalf("index rows after the migration: _id %d, _lastUpdated %d, others %d; want 0, 0, 2", ids, lu, others)
+	}
+}
