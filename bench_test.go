@@ -39,8 +39,12 @@ func TestBench_Scenarios(t *testing.T) {
 		if r.Requests == 0 || r.ErrorCount != 0 || r.Hits != r.Requests || r.HitShare != 1 {
 			t.Errorf("%s --hits 1: %d requests, %d errors %v, %d hits: want requests, no errors, every one a hit", sc, r.Requests, r.ErrorCount, r.Errors, r.Hits)
 		}
+		// Every request a hit: the hits' latencies are the op's.
+		if len(r.Ops) != 1 || r.HitP50 != r.Ops[0].P50 || r.HitP99 != r.Ops[0].P99 || r.HitP50 <= 0 {
+			t.Errorf("%s --hits 1: hit p50 %v, p99 %v; ops %+v: want the op's p50 and p99", sc, r.HitP50, r.HitP99, r.Ops)
+		}
 		r = benchJSON(t, append(set, "--scenario", sc, "--hits", "0")...)
-		if r.Requests == 0 || r.ErrorCount != 0 || r.Hits != 0 {
+		if r.Requests == 0 || r.ErrorCount != 0 || r.Hits != 0 || r.HitP50 != 0 || r.HitP99 != 0 {
 			t.Errorf("%s --hits 0: %d requests, %d errors %v, %d hits: want requests, no errors, no hit", sc, r.Requests, r.ErrorCount, r.Errors, r.Hits)
 		}
 	}
