@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/cpis-fhir/cpis/fhir/internal/jsonstr"
 )
 
 // JSON returns the Bundle's JSON: the same bytes as json.Marshal(b), written
@@ -17,21 +18,21 @@ import (
 func (b *Bundle) JSON() ([]byte, error) {
 	dst := make([]byte, 0, b.sizeHint())
 	dst = append(dst, `{"resourceType":`...)
-	dst = appendString(dst, b.ResourceType)
+	dst = jsonstr.AppendQuoted(dst, b.ResourceType, true)
 	if b.ID != "" {
 		dst = append(dst, `,"id":`...)
-		dst = appendString(dst, b.ID)
+		dst = jsonstr.AppendQuoted(dst, b.ID, true)
 	}
 	if b.Meta != nil {
 		dst = append(dst, `,"meta":{`...)
 		if b.Meta.LastUpdated != "" {
 			dst = append(dst, `"lastUpdated":`...)
-			dst = appendString(dst, b.Meta.LastUpdated)
+			dst = jsonstr.AppendQuoted(dst, b.Meta.LastUpdated, true)
 		}
 		dst = append(dst, '}')
 	}
 	dst = append(dst, `,"type":`...)
-	dst = appendString(dst, b.Type)
+	dst = jsonstr.AppendQuoted(dst, b.Type, true)
 	if b.Total != nil {
 		dst = append(dst, `,"total":`...)
 		dst = strconv.AppendInt(dst, int64(*b.Total), 10)
@@ -43,9 +44,9 @@ func (b *Bundle) JSON() ([]byte, error) {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"relation":`...)
-			dst = appendString(dst, l.Relation)
+			dst = jsonstr.AppendQuoted(dst, l.Relation, true)
 			dst = append(dst, `,"url":`...)
-			dst = appendString(dst, l.URL)
+			dst = jsonstr.AppendQuoted(dst, l.URL, true)
 			dst = append(dst, '}')
 		}
 		dst = append(dst, ']')
@@ -99,7 +100,7 @@ func (e *BundleEntry) appendJSON(dst []byte) ([]byte, error) {
 	var err error
 	if e.FullURL != "" {
 		field("fullUrl")
-		dst = appendString(dst, e.FullURL)
+		dst = jsonstr.AppendQuoted(dst, e.FullURL, true)
 	}
 	if len(e.Resource) > 0 {
 		field("resource")
@@ -112,28 +113,28 @@ func (e *BundleEntry) appendJSON(dst []byte) ([]byte, error) {
 		dst = append(dst, '{')
 		if e.Search.Mode != "" {
 			dst = append(dst, `"mode":`...)
-			dst = appendString(dst, e.Search.Mode)
+			dst = jsonstr.AppendQuoted(dst, e.Search.Mode, true)
 		}
 		dst = append(dst, '}')
 	}
 	if e.Request != nil {
 		field("request")
 		dst = append(dst, `{"method":`...)
-		dst = appendString(dst, e.Request.Method)
+		dst = jsonstr.AppendQuoted(dst, e.Request.Method, true)
 		dst = append(dst, `,"url":`...)
-		dst = appendString(dst, e.Request.URL)
+		dst = jsonstr.AppendQuoted(dst, e.Request.URL, true)
 		dst = append(dst, '}')
 	}
 	if r := e.Response; r != nil {
 		field("response")
 		dst = append(dst, `{"status":`...)
-		dst = appendString(dst, r.Status)
+		dst = jsonstr.AppendQuoted(dst, r.Status, true)
 		for _, f := range [...]struct{ name, v string }{{"location", r.Location}, {"etag", r.Etag}, {"lastModified", r.LastModified}} {
 			if f.v != "" {
 				dst = append(dst, `,"`...)
 				dst = append(dst, f.name...)
 				dst = append(dst, `":`...)
-				dst = appendString(dst, f.v)
+				dst = jsonstr.AppendQuoted(dst, f.v, true)
 			}
 		}
 		if len(r.Outcome) > 0 {
@@ -192,56 +193,4 @@ func compactPlain(raw []byte) bool {
 // AppendJSONString appends s as a JSON string, the bytes encoding/json
 // writes for it: HTML characters and U+2028/U+2029 escaped, invalid UTF-8
 // as U+FFFD.
-func AppendJSONString(dst []byte, s string) []byte { return appendString(dst, s) }
-
-func appendString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '\\', '"':
-				dst = append(dst, '\\', c)
-			case '\b':
-				dst = append(dst, '\\', 'b')
-			case '\f':
-				dst = append(dst, '\\', 'f')
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
+func AppendJSONString(dst []byte, s string) []byte { return jsonstr.AppendQuoted(dst, s, true) }

@@ -9,8 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode"
-	"unicode/utf8"
 
+	"github.com/cpis-fhir/cpis/fhir/internal/jsonstr"
 	apb "github.com/google/fhir/go/proto/google/fhir/proto/annotations_go_proto"
 	dtpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/datatypes_go_proto"
 	bcrpb "github.com/google/fhir/go/proto/google/fhir/proto/r4/core/resources/bundle_and_contained_resource_go_proto"
@@ -341,11 +341,11 @@ func (b *fmBuilder) keys(mi *fmMsg) {
 	slices.SortStableFunc(slots, func(a, b slot) int { return strings.Compare(a.key, b.key) })
 	for i, s := range slots {
 		if i == 0 || s.key != slots[i-1].key {
-			mi.keys = append(mi.keys, string(fmAppendString(nil, s.key))+":")
+			mi.keys = append(mi.keys, string(jsonstr.AppendQuoted(nil, s.key, false))+":")
 		}
 		s.set(int32(len(mi.keys) - 1))
 	}
-	mi.rtName = string(fmAppendString(nil, string(mi.desc.Name())))
+	mi.rtName = string(jsonstr.AppendQuoted(nil, string(mi.desc.Name()), false))
 }
 
 func (b *fmBuilder) prim(md protoreflect.MessageDescriptor) *fmPrimInfo {
@@ -425,7 +425,7 @@ func (b *fmBuilder) prim(md protoreflect.MessageDescriptor) *fmPrimInfo {
 				if code == "" {
 					code = strings.ReplaceAll(strings.ToLower(string(v.Name())), "_", "-")
 				}
-				p.codes[v.Number()] = string(fmAppendString(nil, code))
+				p.codes[v.Number()] = string(jsonstr.AppendQuoted(nil, code, false))
 			}
 			p.kind = pEnum
 		}
@@ -818,17 +818,17 @@ func (e *fmEnc) ref(m protoreflect.Message, fi *fmField, mi *fmMsg) bool {
 	v := m.Get(mi.prim.valueFD).String()
 	if fi.ref == refFrag {
 		e.buf = append(e.buf, '"', '#')
-		e.buf = fmAppendStringBody(e.buf, v)
+		e.buf = jsonstr.AppendEscaped(e.buf, v, false)
 		e.buf = append(e.buf, '"')
 		return true
 	}
 	e.buf = append(e.buf, '"')
 	e.buf = append(e.buf, fi.refPrefix...)
-	e.buf = fmAppendStringBody(e.buf, v)
+	e.buf = jsonstr.AppendEscaped(e.buf, v, false)
 	if fi.histFD != nil && m.Has(fi.histFD) {
 		if h := m.Get(fi.histFD).Message().Get(fi.histValFD).String(); h != "" {
 			e.buf = append(e.buf, "/_history/"...)
-			e.buf = fmAppendStringBody(e.buf, h)
+			e.buf = jsonstr.AppendEscaped(e.buf, h, false)
 		}
 	}
 	e.buf = append(e.buf, '"')
@@ -963,7 +963,7 @@ func (e *fmEnc) primExt(m protoreflect.Message, p *fmPrimInfo) bool {
 			e.buf = append(e.buf, ',')
 		}
 		e.buf = append(e.buf, `"id":`...)
-		e.buf = fmAppendString(e.buf, x.id)
+		e.buf = jsonstr.AppendQuoted(e.buf, x.id, false)
 	}
 	e.buf = append(e.buf, '}')
 	return true
@@ -973,7 +973,7 @@ func (e *fmEnc) primExt(m protoreflect.Message, p *fmPrimInfo) bool {
 func (e *fmEnc) primValue(m protoreflect.Message, p *fmPrimInfo) bool {
 	switch p.kind {
 	case pString:
-		e.buf = fmAppendString(e.buf, m.Get(p.valueFD).String())
+		e.buf = jsonstr.AppendQuoted(e.buf, m.Get(p.valueFD).String(), false)
 	case pBool:
 		e.buf = strconv.AppendBool(e.buf, m.Get(p.valueFD).Bool())
 	case pInt:
@@ -1059,7 +1059,7 @@ func (e *fmEnc) base64(m protoreflect.Message, p *fmPrimInfo) bool {
 		sb.WriteString(sep)
 	}
 	sb.WriteString(enc[pos*n:])
-	e.buf = fmAppendString(e.buf, sb.String())
+	e.buf = jsonstr.AppendQuoted(e.buf, sb.String(), false)
 	return true
 }
 
@@ -1246,64 +1246,4 @@ func fmJSONNumber(s string) bool {
 		}
 	}
 	return i == n
-}
-
-// fmAppendString appends s as a JSON string, escaped as encoding/json
-// escapes it with HTML escaping off.
-func fmAppendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	b = fmAppendStringBody(b, s)
-	return append(b, '"')
-}
-
-const fmHex = "0123456789abcdef"
-
-func fmAppendStringBody(b []byte, s string) []byte {
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', fmHex[c>>4], fmHex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', fmHex[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	return append(b, s[start:]...)
 }
