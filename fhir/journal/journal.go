@@ -148,30 +148,50 @@ func (j *Journal) Append(rec []byte) error {
 	return b.err
 }
 
-// flush writes the open batch, and the ones that fill meanwhile, until
-// none is left: a record waits for the write under way and its own at
-// most, but the leader's own Append returns only when it stops, up to
-// minSyncGap after its batch is durable. Handing over sooner (checking for
-// waiting records before the gap's sleep) measured about 4% fewer lookups
-// per second.
+// flush writes the open batch, which holds the leader's record, and hands
+// the batches that filled meanwhile to a goroutine of its own (drain), so
+// that the leader's Append returns with its batch: under a steady load
+// there is always a record waiting, and a leader that wrote them all would
+// wait for a lull (hundreds of ms on the national lookup bench).
 func (j *Journal) flush() {
-	for {
-		if d := minSyncGap - time.Since(j.lastSync); d > 0 {
-			time.Sleep(d)
-		}
-		j.mu.Lock()
-		b := j.open
-		if len(b.recs) == 0 {
-			j.flushing = false
-			j.mu.Unlock()
-			return
-		}
-		j.open = newBatch()
-		j.mu.Unlock()
-		j.lastSync = time.Now()
-		b.err = j.locked(func() error { return j.write(b.recs) })
-		close(b.done)
+	j.writeOpen()
+	j.mu.Lock()
+	more := len(j.open.recs) > 0
+	j.flushing = more
+	j.mu.Unlock()
+	if more {
+		go j.drain()
 	}
+}
+
+// drain writes the open batch, and the ones that fill meanwhile, until
+// none is left.
+func (j *Journal) drain() {
+	for j.writeOpen() {
+	}
+}
+
+// writeOpen writes and syncs the open batch, minSyncGap after the last
+// one was taken at the earliest, and reports whether it held records; if
+// not, the flusher's turn ends. A record waits for the write under way
+// and its own at most.
+func (j *Journal) writeOpen() bool {
+	if d := minSyncGap - time.Since(j.lastSync); d > 0 {
+		time.Sleep(d)
+	}
+	j.mu.Lock()
+	b := j.open
+	if len(b.recs) == 0 {
+		j.flushing = false
+		j.mu.Unlock()
+		return false
+	}
+	j.open = newBatch()
+	j.mu.Unlock()
+	j.lastSync = time.Now()
+	b.err = j.locked(func() error { return j.write(b.recs) })
+	close(b.done)
+	return true
 }
 
 // locked runs fn holding the file's exclusive lock.
