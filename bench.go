@@ -126,7 +126,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 type bench struct {
 	o        benchOptions
 	mix      [numOps]int
-	client   *http.Client
 	base     string // FHIR base
 	root     string // server root, for /healthz
 	g        *synthetic.Generator
@@ -146,12 +145,10 @@ func newBench(o benchOptions, mix [numOps]int) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{
-		MaxIdleConns: 2 * o.clients, MaxIdleConnsPerHost: 2 * o.clients, MaxConnsPerHost: 0,
-		IdleConnTimeout: 90 * time.Second, DisableCompression: true,
+	if _, err := newBenchConn(base, o.timeout); err != nil {
+		return nil, err
 	}
-	b := &bench{o: o, mix: mix, base: base, root: strings.TrimSuffix(base, "/fhir"), g: g,
-		client: &http.Client{Transport: tr, Timeout: o.timeout}, hitsWant: o.hitShare}
+	b := &bench{o: o, mix: mix, base: base, root: strings.TrimSuffix(base, "/fhir"), g: g, hitsWant: o.hitShare}
 	r := rand.New(rand.NewPCG(o.seed, uint64(time.Now().UnixNano())))
 	if mix[opLookup]+mix[opCareTeam] > 0 {
 		flagged := g.FlaggedSubjects()
@@ -191,6 +188,7 @@ type sample struct {
 
 // worker is one client's tally.
 type worker struct {
+	conn    *benchConn
 	samples []sample
 	errors  map[string]int
 	hits    int
@@ -202,7 +200,8 @@ func (b *bench) run(ctx context.Context) *benchResult {
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range workers {
-		w := &worker{errors: map[string]int{}, samples: make([]sample, 0, 1<<14)}
+		conn, _ := newBenchConn(b.base, b.o.timeout) // checked in newBench
+		w := &worker{conn: conn, errors: map[string]int{}, samples: make([]sample, 0, 1<<14)}
 		workers[i] = w
 		r := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
 		wg.Go(func() {
@@ -221,7 +220,9 @@ func (b *bench) run(ctx context.Context) *benchResult {
 	stop.Store(true)
 	wg.Wait()
 	elapsed := time.Since(start)
-	b.client.CloseIdleConnections()
+	for _, w := range workers {
+		w.conn.close()
+	}
 	return b.result(workers, elapsed)
 }
 
@@ -271,7 +272,8 @@ func (b *bench) one(ctx context.Context, r *rand.Rand, w *worker, buf *bytes.Buf
 		req.Header.Set("Prefer", "return=minimal")
 	}
 	t0 := time.Now()
-	res, err := b.client.Do(req)
+	status, err := w.conn.do(ctx, req, buf)
+	d := time.Since(t0)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.errors["transport"]++
@@ -280,16 +282,8 @@ func (b *bench) one(ctx context.Context, r *rand.Rand, w *worker, buf *bytes.Buf
 		}
 		return
 	}
-	buf.Reset()
-	_, err = buf.ReadFrom(res.Body)
-	res.Body.Close()
-	d := time.Since(t0)
-	if err != nil {
-		w.errors["transport"]++
-		return
-	}
-	if res.StatusCode != want {
-		w.errors[strconv.Itoa(res.StatusCode)]++
+	if status != want {
+		w.errors[strconv.Itoa(status)]++
 		return
 	}
 	// A record found is a match entry; a lookup without one still has an
