@@ -34,6 +34,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -198,7 +199,7 @@ func (b *bench) run(ctx context.Context) *benchResult {
 	var stop atomic.Bool
 	workers := make([]*worker, b.o.clients)
 	var wg sync.WaitGroup
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	for i := range workers {
 		conn, _ := newBenchConn(b.base, b.o.timeout) // checked in newBench
 		w := &worker{conn: conn, errors: map[string]int{}, samples: make([]sample, 0, 1<<14)}
@@ -219,11 +220,13 @@ func (b *bench) run(ctx context.Context) *benchResult {
 	}
 	stop.Store(true)
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu0
 	for _, w := range workers {
 		w.conn.close()
 	}
-	return b.result(workers, elapsed)
+	r := b.result(workers, elapsed)
+	r.ClientCPU = cpu.Seconds()
+	return r
 }
 
 // pickOp draws an operation of the mix.
@@ -314,6 +317,10 @@ type benchResult struct {
 	// the lookup's own percentiles, but theirs is the work of a flag.
 	HitP50 float64 `json:"lookup_hit_p50_ms,omitempty"`
 	HitP99 float64 `json:"lookup_hit_p99_ms,omitempty"`
+	// ClientCPU is the CPU time (user and system) the bench itself used
+	// during the run: on a machine it shares with the server, what the
+	// server did not get.
+	ClientCPU float64 `json:"client_cpu_seconds"`
 }
 
 // opResult is the tally of one operation; latencies in milliseconds.
@@ -381,6 +388,15 @@ func quantile(ds []time.Duration, p float64) float64 {
 	return ms(ds[max(0, min(i, len(ds)-1))])
 }
 
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (r *benchResult) print(out io.Writer) {
@@ -410,6 +426,9 @@ func (r *benchResult) print(out io.Writer) {
 				break
 			}
 		}
+	}
+	if r.Requests > 0 && r.Seconds > 0 {
+		fmt.Fprintf(out, "bench client CPU: %.1f s, %.2f cores, %.0f µs a request\n", r.ClientCPU, r.ClientCPU/r.Seconds, 1e6*r.ClientCPU/float64(r.Requests))
 	}
 	if r.ErrorCount == 0 {
 		fmt.Fprintln(out, "errors: none")

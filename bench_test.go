@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -59,6 +60,10 @@ func TestBench_Scenarios(t *testing.T) {
 				t.Errorf("%s: op %+v: want requests and p50 <= p90 <= p99 <= max", sc, o)
 			}
 		}
+		// The bench's own CPU: some, and no more than the machine has.
+		if r.ClientCPU <= 0 || r.ClientCPU > r.Seconds*float64(runtime.NumCPU())+0.1 {
+			t.Errorf("%s: client CPU %.3f s in %.3f s on %d CPUs", sc, r.ClientCPU, r.Seconds, runtime.NumCPU())
+		}
 		if sc == "upload" && r.Ops[0].Resources != 100*r.Ops[0].Requests {
 			t.Errorf("upload: %d resources for %d Bundles, want 100 each", r.Ops[0].Resources, r.Ops[0].Requests)
 		}
@@ -73,7 +78,7 @@ func TestBench_Scenarios(t *testing.T) {
 	if err := run(context.Background(), args, &text, &errOut); err != nil {
 		t.Fatalf("cpis %s: %v", strings.Join(args, " "), err)
 	}
-	for _, want := range []string{"lookup", "attendance", "p99 ms", "errors: none"} {
+	for _, want := range []string{"lookup", "attendance", "p99 ms", "errors: none", "bench client CPU: "} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("bench text output has no %q:\n%s", want, text.String())
 		}
