@@ -97,3 +97,25 @@ type HistoryPage struct {
 	Versions []*Resource
 	Next     int64
 }
+
+// largeWriteKey marks a context whose write is large (WithLargeWrite).
+type largeWriteKey struct{}
+
+// LargeWriteEntries is the number of entries written from which a
+// transaction's write is large: a council upload writes 100.
+const LargeWriteEntries = 20
+
+// WithLargeWrite marks the write made with ctx as large. A store whose
+// writes share commits (fhir/sqlite) may commit the small writes queued
+// with it first, so that one resource's write (an attendance) does not
+// wait for a council upload that happened to queue at the same moment.
+// Writes queued together are concurrent, so either order is theirs.
+func WithLargeWrite(ctx context.Context) context.Context {
+	return context.WithValue(ctx, largeWriteKey{}, true)
+}
+
+// IsLargeWrite reports whether ctx was marked by WithLargeWrite.
+func IsLargeWrite(ctx context.Context) bool {
+	v, _ := ctx.Value(largeWriteKey{}).(bool)
+	return v
+}

@@ -389,7 +389,11 @@ func (s *Service) runEntries(ctx context.Context, es []*entry, base string, opts
 		}
 	}
 	release() // writing needs no slot
-	return s.Store.Write(ctx, func(tx Tx) error {
+	wctx := ctx
+	if len(writes) >= LargeWriteEntries {
+		wctx = WithLargeWrite(ctx)
+	}
+	return s.Store.Write(wctx, func(tx Tx) error {
 		return s.runTransaction(tx, es, writes, base, opts, planned)
 	})
 }

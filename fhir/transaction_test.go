@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -276,5 +277,48 @@ func TestBundle_WaitsForAPrepSlot(t *testing.T) {
 	}
 	if n := count(); n != 1 {
 		t.Fatalf("%d Patients after the transaction; want 1", n)
+	}
+}
+
+// markStore records whether each Write was marked large.
+type markStore struct {
+	fhir.Store
+	marks []bool
+}
+
+func (m *markStore) Write(ctx context.Context, fn func(fhir.Tx) error) error {
+	m.marks = append(m.marks, fhir.IsLargeWrite(ctx))
+	return m.Store.Write(ctx, fn)
+}
+
+// TestBundle_LargeWriteMark: a transaction writing LargeWriteEntries or
+// more entries marks its write large (the store may commit small writes
+// queued with it first); a smaller one, and a single create, do not.
+func TestBundle_LargeWriteMark(t *testing.T) {
+	svc, st := newService(t)
+	ms := &markStore{Store: st}
+	svc.Store = ms
+	ctx := context.Background()
+	serial := 100
+	bundle := func(n int) string {
+		var es []string
+		for len(es) < n {
+			serial++
+			if nhs, ok := fhirtest.NHSNumber(serial); ok {
+				es = append(es, `{"resource":`+patient(nhs)+`,"request":{"method":"POST","url":"Patient"}}`)
+			}
+		}
+		return `{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(es, ",") + `]}`
+	}
+	for _, n := range []int{fhir.LargeWriteEntries - 1, fhir.LargeWriteEntries} {
+		if _, err := svc.Bundle(ctx, parseBody(t, svc, bundle(n)), fhir.BundleOptions{BaseURL: "http://x/fhir"}); err != nil {
+			t.Fatalf("%d entries: %v", n, err)
+		}
+	}
+	if _, err := svc.Create(ctx, parseBody(t, svc, patient("9990000018"))); err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{false, true, false}; fmt.Sprint(ms.marks) != fmt.Sprint(want) {
+		t.Errorf("writes marked large %v, want %v (%d entries, %d, one create)", ms.marks, want, fhir.LargeWriteEntries-1, fhir.LargeWriteEntries)
 	}
 }

@@ -4,7 +4,8 @@
 // One writer goroutine owns the only write connection and commits with
 // group commit: write functions that queue while a commit is being made
 // durable are run together, each inside its own savepoint, and share the
-// next commit and its fsync (synchronous=FULL). A write is acknowledged only
+// next commit and its fsync (synchronous=FULL); small writes queued with
+// large ones (fhir.WithLargeWrite) are committed first. A write is acknowledged only
 // after that commit returns. Reads use a pool of read-only connections and
 // never wait for the writer. The WAL is copied into the database file in
 // the background, on a connection of its own (checkpoint.go).

@@ -80,9 +80,10 @@ type Store struct {
 }
 
 type writeReq struct {
-	ctx  context.Context
-	fn   func(fhir.Tx) error
-	done chan error
+	ctx   context.Context
+	fn    func(fhir.Tx) error
+	done  chan error
+	large bool // fhir.IsLargeWrite: committed after the small ones queued with it
 }
 
 // Open opens (creating if needed) the database file at path, applies the

@@ -17,7 +17,7 @@ import (
 // savepoint of a commit it may share with other writes; Write returns once
 // that commit is durable. A ctx cancelled before fn starts skips fn.
 func (s *Store) Write(ctx context.Context, fn func(fhir.Tx) error) error {
-	return s.write(&writeReq{ctx: ctx, fn: fn, done: make(chan error, 1)})
+	return s.write(&writeReq{ctx: ctx, fn: fn, done: make(chan error, 1), large: fhir.IsLargeWrite(ctx)})
 }
 
 func (s *Store) write(req *writeReq) error {
@@ -51,10 +51,17 @@ func storageFull(err error) bool {
 
 // writer owns s.conn. It takes the first queued write, then every write
 // queued behind it (up to MaxBatch), runs them in one transaction, each in a
-// savepoint, and commits once.
+// savepoint, and commits once. When large writes (fhir.WithLargeWrite)
+// and small ones queued together, the small ones are committed first, in
+// a commit of their own, so that an attendance does not also wait for the
+// council uploads (30-60 ms of the writer each) queued with it: on the
+// national mixed bench, attendance p90 175-231 ms -> 150-156 ms; p99 stayed
+// at 0.6-0.8 s, the wait for the commit under way. The extra commit costs
+// one WAL sync, and only when both kinds wait.
 func (s *Store) writer() {
 	defer close(s.done)
 	batch := make([]*writeReq, 0, s.cfg.MaxBatch)
+	var small, large []*writeReq
 	for req := range s.reqs {
 		batch = append(batch[:0], req)
 	fill:
@@ -69,7 +76,20 @@ func (s *Store) writer() {
 				break fill
 			}
 		}
-		s.commit(batch)
+		small, large = small[:0], large[:0]
+		for _, r := range batch {
+			if r.large {
+				large = append(large, r)
+			} else {
+				small = append(small, r)
+			}
+		}
+		if len(small) == 0 || len(large) == 0 {
+			s.commit(batch)
+			continue
+		}
+		s.commit(small)
+		s.commit(large)
 	}
 }
 

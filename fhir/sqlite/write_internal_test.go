@@ -173,3 +173,67 @@ func TestWrite_NoRowsForResRowParams(t *testing.T) {
 		t.Fatalf("index rows after the migration: _id %d, _lastUpdated %d, others %d; want 0, 0, 2", ids, lu, others)
 	}
 }
+
+// TestWrite_SmallBeforeLarge: a small write queued behind a large one
+// (fhir.WithLargeWrite), both waiting while the writer is held, is
+// acknowledged before the large one starts, and both are kept. Before, it
+// shared the large one's commit and waited for it.
+func TestWrite_SmallBeforeLarge(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(filepath.Join(t.TempDir(), "cpis.db"), Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	put := func(x fhir.Tx, id string) error {
+		return x.Put(&fhir.Resource{Type: "Basic", ID: id, VersionID: 1, LastUpdated: x.Now(), Method: fhir.MethodCreate,
+			JSON: []byte(`{"resourceType":"Basic","id":"` + id + `"}`)})
+	}
+	hold, held := make(chan struct{}), make(chan struct{})
+	holder := make(chan error, 1)
+	go func() {
+		holder <- s.Write(fhir.WithLargeWrite(ctx), func(x fhir.Tx) error {
+			close(held)
+			<-hold
+			return put(x, "held")
+		})
+	}()
+	<-held
+	smallDone := make(chan struct{})
+	largeErr, smallErr := make(chan error, 1), make(chan error, 1)
+	go func() {
+		largeErr <- s.Write(fhir.WithLargeWrite(ctx), func(x fhir.Tx) error {
+			select {
+			case <-smallDone:
+			case <-time.After(5 * time.Second):
+				return errors.New("the large write ran before the small one queued with it was acknowledged")
+			}
+			return put(x, "large")
+		})
+	}()
+	for len(s.reqs) < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	go func() {
+		err := s.Write(ctx, func(x fhir.Tx) error { return put(x, "small") })
+		close(smallDone)
+		smallErr <- err
+	}()
+	for len(s.reqs) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	close(hold)
+	for name, ch := range map[string]chan error{"held": holder, "large": largeErr, "small": smallErr} {
+		if err := <-ch; err != nil {
+			t.Errorf("%s write: %v", name, err)
+		}
+	}
+	for _, id := range []string{"held", "large", "small"} {
+		if _, err := s.Read(ctx, "Basic", id); err != nil {
+			t.Errorf("read %s: %v", id, err)
+		}
+	}
+	if !fhir.IsLargeWrite(fhir.WithLargeWrite(ctx)) || fhir.IsLargeWrite(ctx) {
+		t.Errorf("IsLargeWrite does not tell a marked context from an unmarked one")
+	}
+}
