@@ -127,8 +127,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 type bench struct {
 	o        benchOptions
 	mix      [numOps]int
-	base     string // FHIR base
-	root     string // server root, for /healthz
+	target   *benchConn // where each client's connection goes, not dialled
+	base     string     // FHIR base
+	root     string     // server root, for /healthz
 	g        *synthetic.Generator
 	lookups  []string // Flag search URLs
 	teams    []string // CareTeam search URLs
@@ -146,10 +147,11 @@ func newBench(o benchOptions, mix [numOps]int) (*bench, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := newBenchConn(base, o.timeout); err != nil {
+	target, err := newBenchConn(base, o.timeout)
+	if err != nil {
 		return nil, err
 	}
-	b := &bench{o: o, mix: mix, base: base, root: strings.TrimSuffix(base, "/fhir"), g: g, hitsWant: o.hitShare}
+	b := &bench{o: o, mix: mix, base: base, root: strings.TrimSuffix(base, "/fhir"), g: g, target: target, hitsWant: o.hitShare}
 	r := rand.New(rand.NewPCG(o.seed, uint64(time.Now().UnixNano())))
 	if mix[opLookup]+mix[opCareTeam] > 0 {
 		flagged := g.FlaggedSubjects()
@@ -201,8 +203,8 @@ func (b *bench) run(ctx context.Context) *benchResult {
 	var wg sync.WaitGroup
 	start, cpu0 := time.Now(), processCPU()
 	for i := range workers {
-		conn, _ := newBenchConn(b.base, b.o.timeout) // checked in newBench
-		w := &worker{conn: conn, errors: map[string]int{}, samples: make([]sample, 0, 1<<14)}
+		conn := *b.target // a connection of its own to the same address
+		w := &worker{conn: &conn, errors: map[string]int{}, samples: make([]sample, 0, 1<<14)}
 		workers[i] = w
 		r := rand.New(rand.NewPCG(uint64(i), uint64(start.UnixNano())))
 		wg.Go(func() {
